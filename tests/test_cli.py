@@ -8,7 +8,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / 'nbs' / 'fixtures' / 'structures'
-SHARED = ROOT.parent / 'shared' / 'data' / 'structures'
+SHARED = next((p for p in (ROOT.parent / 'shared' / 'data' / 'structures', Path('/work/shared/data/structures')) if p.is_dir()),
+              ROOT.parent / 'shared' / 'data' / 'structures')
 EXE = shutil.which('genie-long') or pytest.fail('the genie-long script is not installed (pip install -e .)')
 
 
