@@ -12,7 +12,7 @@ __all__ = ['REFERENCE_SIZES', 'ReferenceConfig', 'reference_config', 'trunc_norm
            'StructureTransition', 'BackboneUpdate', 'StructureLayer', 'StructureNet', 'check_denoiser_inputs',
            'GenieDenoiser', 'saved_tensor_bytes', 'peak_rss_subprocess']
 
-# %% ../nbs/00b_reference.ipynb #0bb1f875
+# %% ../nbs/00b_reference.ipynb #5140cdde
 import math, os, re, subprocess, sys
 from dataclasses import dataclass
 import torch
@@ -21,7 +21,7 @@ from torch import nn, Tensor
 from einops import rearrange, einsum
 from .protein import frenet_frames, check_prefix_mask
 
-# %% ../nbs/00b_reference.ipynb #658d6aa0
+# %% ../nbs/00b_reference.ipynb #9aab4e47
 @dataclass
 class ReferenceConfig:
     "Hyper-parameters of Genie 1's `Denoiser`; the defaults are the published Genie 1 model."
@@ -76,7 +76,7 @@ def reference_config(size: str = "genie", **overrides) -> ReferenceConfig:
         raise ValueError(f"unknown reference size {size!r}; choose one of {sorted(REFERENCE_SIZES)}")
     return REFERENCE_SIZES[size](**overrides)
 
-# %% ../nbs/00b_reference.ipynb #934873f2
+# %% ../nbs/00b_reference.ipynb #47ab5b55
 _TRUNCNORM_STD = 0.87962566103423978  # std of a unit normal truncated to [-2, 2] (scipy truncnorm.std(-2, 2))
 
 def _fan_in(shape, rule: str) -> int:
@@ -104,7 +104,7 @@ class Linear(nn.Linear):
         else: raise ValueError(f"Linear: unknown init {init!r}")
         if self.bias is not None: nn.init.constant_(self.bias, 1.0 if init == "gating" else 0.0)
 
-# %% ../nbs/00b_reference.ipynb #7ec551de
+# %% ../nbs/00b_reference.ipynb #0f9c2fde
 def perturb_parameters_(module: nn.Module, std: float = 0.1, seed: int = 0) -> nn.Module:
     "Add N(0, std²) noise to every parameter (seeded), so tests see non-trivial weights. Returns `module`."
     g = torch.Generator().manual_seed(seed)
@@ -113,7 +113,7 @@ def perturb_parameters_(module: nn.Module, std: float = 0.1, seed: int = 0) -> n
             p.add_(std * torch.randn(p.shape, generator=g, dtype=p.dtype).to(p.device))
     return module
 
-# %% ../nbs/00b_reference.ipynb #3f78ad84
+# %% ../nbs/00b_reference.ipynb #5d2a10c4
 def sinusoidal_encoding(v: Tensor, N: int, D: int, dtype: torch.dtype = torch.float32) -> Tensor:
     "Genie `sinusoidal_encoding`: PE(v; N, D), shape `[*v.shape, D]` (cos on even, sin on odd channels)."
     d = torch.arange(D, device=v.device)
@@ -122,7 +122,7 @@ def sinusoidal_encoding(v: Tensor, N: int, D: int, dtype: torch.dtype = torch.fl
     arg = v.unsqueeze(-1).to(dtype) * math.pi / (float(N) ** expo)
     return torch.where(even, torch.cos(arg), torch.sin(arg))
 
-# %% ../nbs/00b_reference.ipynb #91adc9de
+# %% ../nbs/00b_reference.ipynb #5d884316
 def quat_to_rot(q: Tensor) -> Tensor:
     "Unit quaternion `[..., 4]` (a, b, c, d) → rotation `[..., 3, 3]` (Genie/OpenFold `quat_to_rot`)."
     a, b, c, d = q.unbind(-1)
@@ -143,23 +143,25 @@ def compose_frames(rots: Tensor, trans: Tensor, d_rots: Tensor, d_trans: Tensor)
     "(R, x) ∘ (ΔR, Δx) = (R ΔR, R Δx + x)."
     return einsum(rots, d_rots, "... i k, ... k j -> ... i j"), apply_frames(rots, trans, d_trans)
 
-# %% ../nbs/00b_reference.ipynb #7bd8b178
+# %% ../nbs/00b_reference.ipynb #64f3fe94
 class SingleFeatureNet(nn.Module):
-    "Genie `SingleFeatureNet`: linear map of [PE(i; L, c_pos); PE(s; T, c_t)], both masked. Index i uses the padded L."
-    def __init__(self, c_s: int, n_timestep: int, c_pos_emb: int, c_timestep_emb: int):
+    """Genie `SingleFeatureNet`: linear map of [PE(i; N, c_pos); PE(s; T, c_t)], both masked. Genie normalises the
+    index by the padded length, N = L (`n_pos=None`, parity); a fixed `n_pos` (the long denoiser's `pos_emb_max_len`)
+    makes the features independent of padding."""
+    def __init__(self, c_s: int, n_timestep: int, c_pos_emb: int, c_timestep_emb: int, n_pos: int | None = None):
         super().__init__()
-        self.n_timestep, self.c_pos_emb, self.c_timestep_emb = n_timestep, c_pos_emb, c_timestep_emb
+        self.n_timestep, self.c_pos_emb, self.c_timestep_emb, self.n_pos = n_timestep, c_pos_emb, c_timestep_emb, n_pos
         self.linear = nn.Linear(c_pos_emb + c_timestep_emb, c_s)
 
     def forward(self, t: Tensor, mask: Tensor) -> Tensor:
         "t: [b] diffusion steps; mask: [b, l] → s: [b, l, c_s]."
         (b, l), dt = mask.shape, self.linear.weight.dtype
-        pos = sinusoidal_encoding(torch.arange(l, device=mask.device), l, self.c_pos_emb, dt).expand(b, l, -1)
+        pos = sinusoidal_encoding(torch.arange(l, device=mask.device), self.n_pos or l, self.c_pos_emb, dt).expand(b, l, -1)
         step = sinusoidal_encoding(t, self.n_timestep, self.c_timestep_emb, dt)[:, None].expand(b, l, -1)
         m = mask.to(pos.dtype)[..., None]
         return self.linear(torch.cat([pos * m, step * m], -1))
 
-# %% ../nbs/00b_reference.ipynb #d5cc9deb
+# %% ../nbs/00b_reference.ipynb #72804de4
 class PairFeatureNet(nn.Module):
     "Genie `PairFeatureNet`: outer sum of projected singles + relative position one-hot (AF2 Alg. 4/5) + template v1."
     def __init__(self, c_s: int, c_p: int, relpos_k: int = 32, template_type: str = "v1"):
@@ -185,7 +187,7 @@ class PairFeatureNet(nn.Module):
         p = p + self.linear_template(dist)
         return p * p_mask[..., None]
 
-# %% ../nbs/00b_reference.ipynb #248e9e1b
+# %% ../nbs/00b_reference.ipynb #0d551eb9
 class TriangleMultiplicativeUpdate(nn.Module):
     "AF2 Alg. 11 (outgoing) / Alg. 12 (incoming), as in Genie/OpenFold `TriangleMultiplicativeUpdate`."
     outgoing = True
@@ -218,7 +220,7 @@ class TriangleMultiplicationIncoming(TriangleMultiplicativeUpdate):
     "AF2 Alg. 12: x_ij = Σ_k a_ki ⊙ b_kj."
     outgoing = False
 
-# %% ../nbs/00b_reference.ipynb #2c5c627d
+# %% ../nbs/00b_reference.ipynb #74535650
 class TriangleAttention(nn.Module):
     "AF2 Alg. 13 (starting node) / Alg. 14 (ending node), as Genie's `TriangleAttention` (gated OpenFold `Attention`)."
     starting = True
@@ -254,7 +256,7 @@ class TriangleAttentionEndingNode(TriangleAttention):
     "AF2 Alg. 14: attention along columns, z_ij attends to z_kj."
     starting = False
 
-# %% ../nbs/00b_reference.ipynb #98c8adfb
+# %% ../nbs/00b_reference.ipynb #0efdd15d
 class PairTransition(nn.Module):
     "AF2 Alg. 15 (Genie `PairTransition`): LN → Linear(c, n c) → ReLU → Linear(n c, c), times the pair mask."
     def __init__(self, c_z: int, n: int):
@@ -285,7 +287,7 @@ def DropoutColumnwise(p: float) -> SharedDropout:
     "Column-wise dropout: one mask per (i, c), shared along the column index j."
     return SharedDropout(p, dim=2)
 
-# %% ../nbs/00b_reference.ipynb #283ad7d9
+# %% ../nbs/00b_reference.ipynb #65da2e35
 class PairTransformLayer(nn.Module):
     "One Genie `PairTransformLayer`: triangle updates (and optional triangle attention) + transition, residual, masked."
     def __init__(self, c_p: int, include_mul_update: bool, include_tri_att: bool, c_hidden_mul: int,
@@ -322,7 +324,7 @@ class PairTransformNet(nn.Module):
         for layer in self.net: p = layer(p, p_mask)
         return p
 
-# %% ../nbs/00b_reference.ipynb #717e5139
+# %% ../nbs/00b_reference.ipynb #fc727d45
 class InvariantPointAttention(nn.Module):
     "Invariant point attention, OpenFold/AF2 Alg. 22 as in Genie (pair bias, point distances, o^pair output)."
     def __init__(self, c_s: int, c_z: int, c_hidden: int, n_head: int, n_qk_point: int, n_v_point: int,
@@ -379,7 +381,7 @@ class InvariantPointAttention(nn.Module):
         o_pair = rearrange(einsum(a, z, "b h i j, b i j c -> b i h c"), "b i h c -> b i (h c)")
         return self.linear_out(torch.cat([o, *o_pt, o_pt_norm, o_pair], dim=-1))
 
-# %% ../nbs/00b_reference.ipynb #c27e3f1c
+# %% ../nbs/00b_reference.ipynb #43680443
 class StructureTransitionLayer(nn.Module):
     "One residual 3-layer ReLU MLP of the structure transition."
     def __init__(self, c: int):
@@ -415,7 +417,7 @@ class BackboneUpdate(nn.Module):
         q = torch.cat([torch.ones_like(bcd[..., :1]), bcd], -1) / torch.sqrt(1 + (bcd ** 2).sum(-1, keepdim=True))
         return quat_to_rot(q), d_trans
 
-# %% ../nbs/00b_reference.ipynb #d97d6b25
+# %% ../nbs/00b_reference.ipynb #bf6e688b
 class StructureLayer(nn.Module):
     "Genie `StructureLayer`: IPA → dropout → LN, structure transition, backbone update composed onto the frames."
     def __init__(self, c_s: int, c_p: int, c_hidden_ipa: int, n_head: int, n_qk_point: int, n_v_point: int,
@@ -451,7 +453,7 @@ class StructureNet(nn.Module):
             for layer in self.net: s, rots, trans = layer(s, p, rots, trans, mask)
         return rots, trans
 
-# %% ../nbs/00b_reference.ipynb #4fe74159
+# %% ../nbs/00b_reference.ipynb #009839af
 def check_denoiser_inputs(x_t: Tensor, t: Tensor, mask: Tensor, n_timestep: int):
     "Validate shapes, the step range and the prefix mask of a denoiser call; raise a clear `ValueError` otherwise."
     if x_t.ndim != 3 or x_t.shape[-1] != 3: raise ValueError(f"x_t must be [b, l, 3], got {tuple(x_t.shape)}")
@@ -500,7 +502,7 @@ class GenieDenoiser(nn.Module):
         _, trans_out = self.forward_frames(frenet_frames(x_t, mask), x_t, t, mask)
         return (x_t - trans_out) * mask[..., None]
 
-# %% ../nbs/00b_reference.ipynb #98784a48
+# %% ../nbs/00b_reference.ipynb #de8d81d1
 def saved_tensor_bytes(fn, *args, **kwargs) -> tuple[object, int]:
     "Call `fn(*args, **kwargs)`; return (its result, bytes of the distinct tensors autograd saved for backward)."
     seen, total = set(), 0
