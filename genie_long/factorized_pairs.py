@@ -8,16 +8,17 @@ __all__ = ['PRESETS', 'TEMPLATES', 'reconstruct_pair', 'mask_factors', 'relpos_w
            'FactorCrossAttention', 'FactorizedPairRefinementLayer', 'FactorizedPairFeatureNet',
            'AdaptiveFactorizationRank']
 
-# %% ../nbs/01_factorized_pairs.ipynb #beed943a
+# %% ../nbs/01_factorized_pairs.ipynb #1be3ef07
 import math, warnings
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
+from torch.utils.checkpoint import checkpoint
 from einops import rearrange, einsum, repeat
 from .protein import check_prefix_mask, centre_coords
 from .reference import Linear, sinusoidal_encoding
 
-# %% ../nbs/01_factorized_pairs.ipynb #05d2a9d8
+# %% ../nbs/01_factorized_pairs.ipynb #4ec4a492
 def reconstruct_pair(f_left: Tensor, f_right: Tensor, chunk: int | None = None) -> Tensor:
     "The pair p_ij = Σ_r f_L,i,r ⊙ f_R,j,r, `[b, l, l, c]`. O(L²C): for tests, dense references and small-L plots only."
     if f_left.ndim != 4 or f_right.ndim != 4 or f_left.shape[0] != f_right.shape[0] or f_left.shape[2:] != f_right.shape[2:]:
@@ -32,7 +33,7 @@ def mask_factors(f: Tensor, mask: Tensor) -> Tensor:
     "Fact 5: zero the factor rows of padded residues, so p_ij = 0 wherever m_i m_j = 0. f [b, l, r, c], mask [b, l]."
     return f * mask.to(f.dtype)[:, :, None, None]
 
-# %% ../nbs/01_factorized_pairs.ipynb #c0ffcf69
+# %% ../nbs/01_factorized_pairs.ipynb #d68504d4
 PRESETS = ("exact", "design")
 
 def _check_preset(preset: str, name: str):
@@ -98,7 +99,7 @@ class FactorizedRelPos(nn.Module):
             fl, fr = u + self.b_rel, v - self.b_rel
         return mask_factors(fl, mask), mask_factors(fr, mask)
 
-# %% ../nbs/01_factorized_pairs.ipynb #e4a29fbf
+# %% ../nbs/01_factorized_pairs.ipynb #0cd24424
 def _partner_block(x: Tensor, mask: Tensor, k0: int, k1: int, eps: float, exclude_self: bool):
     "Partners x_k `[b, s, 3]`, distances d_ik = sqrt(eps + |x_i - x_k|²) `[b, l, s]` and validity for k in k0:k1."
     xk = x[:, k0:k1]
@@ -190,7 +191,7 @@ def pooled_distance_stats(x: Tensor, mask: Tensor, w: Tensor | float, radii=(), 
     return _PooledDistanceStats.apply(x.to(dt), mask.bool(), w, tuple(float(r) for r in radii), int(chunk_size),
                                       float(eps), float(tau), bool(exclude_self))
 
-# %% ../nbs/01_factorized_pairs.ipynb #6fda34c5
+# %% ../nbs/01_factorized_pairs.ipynb #f48b952a
 TEMPLATES = ("pooled", "sqdist", "pooled+sqdist")
 
 def sqdist_factors(x: Tensor, mask: Tensor, scale: float = 10.0) -> tuple[Tensor, Tensor]:
@@ -262,7 +263,7 @@ class FactorizedTemplate(nn.Module):
             fr.append(b[..., None].expand(*b.shape, self.c_p))
         return mask_factors(torch.cat(fl, 2), mask), mask_factors(torch.cat(fr, 2), mask)
 
-# %% ../nbs/01_factorized_pairs.ipynb #bbe45eba
+# %% ../nbs/01_factorized_pairs.ipynb #f641c378
 def sdpa_padded(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None = None, scale: float | None = None) -> Tensor:
     """`scaled_dot_product_attention` with q, k, v zero-padded to one head width, a multiple of 8 (a v width that differs
     from q/k's makes SDPA fall back to the O(L²) math path), and an optional boolean key mask broadcastable to
@@ -297,10 +298,12 @@ class FactorCrossAttention(nn.Module):
 class FactorizedPairRefinementLayer(nn.Module):
     """Per-rank cross-attention between the factors with gated residual updates, then rank mixing (SPEC 1.5):
     z_L = MHA(LN f_L → LN f_R), z_R = MHA(LN f_R → LN f_L), both from the pre-update factors;
-    f ← f + σ(W_g [f; z]) ⊙ z; F_L ← M_L F_L, F_R ← M_R F_R on the rank axis (M initialised to I); masked output."""
-    def __init__(self, c_p: int, rank: int, n_head: int = 4, c_head: int = 32):
+    f ← f + σ(W_g [f; z]) ⊙ z; F_L ← M_L F_L, F_R ← M_R F_R on the rank axis (M initialised to I); masked output.
+    `rank_chunk` runs the ranks in blocks (checkpointed in training): same result, working memory ∝ the block."""
+    def __init__(self, c_p: int, rank: int, n_head: int = 4, c_head: int = 32, rank_chunk: int | None = None):
         super().__init__()
-        self.rank = rank
+        if rank_chunk is not None and rank_chunk < 1: raise ValueError(f"rank_chunk must be ≥ 1 or None, got {rank_chunk}")
+        self.rank, self.rank_chunk = rank, rank_chunk
         self.layer_norm_left, self.layer_norm_right = nn.LayerNorm(c_p), nn.LayerNorm(c_p)
         self.attn_left = FactorCrossAttention(c_p, n_head, c_head)    # queries f_L, keys/values f_R
         self.attn_right = FactorCrossAttention(c_p, n_head, c_head)   # queries f_R, keys/values f_L
@@ -315,20 +318,31 @@ class FactorizedPairRefinementLayer(nn.Module):
         c = f.shape[-1]
         return torch.sigmoid(F.linear(f, linear.weight[:, :c]) + F.linear(z, linear.weight[:, c:], linear.bias))
 
+    def update(self, f_left: Tensor, f_right: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        "The per-rank part: cross-attention both ways from the pre-update factors, then the gated residual updates."
+        hl, hr = self.layer_norm_left(f_left), self.layer_norm_right(f_right)
+        z_l, z_r = self.attn_left(hl, hr, mask), self.attn_right(hr, hl, mask)
+        return (f_left + self._gate(self.gate_left, f_left, z_l) * z_l,
+                f_right + self._gate(self.gate_right, f_right, z_r) * z_r)
+
     def forward(self, f_left: Tensor, f_right: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         "f_left, f_right [b, l, r, c], mask [b, l] → refined (f_left, f_right), same shapes."
         if f_left.shape != f_right.shape or f_left.shape[2] != self.rank:
             raise ValueError(f"FactorizedPairRefinementLayer(rank={self.rank}): got f_left {tuple(f_left.shape)}, "
                              f"f_right {tuple(f_right.shape)}")
-        hl, hr = self.layer_norm_left(f_left), self.layer_norm_right(f_right)
-        z_l, z_r = self.attn_left(hl, hr, mask), self.attn_right(hr, hl, mask)
-        f_left = f_left + self._gate(self.gate_left, f_left, z_l) * z_l
-        f_right = f_right + self._gate(self.gate_right, f_right, z_r) * z_r
+        S = self.rank_chunk
+        if S is None or S >= self.rank: f_left, f_right = self.update(f_left, f_right, mask)
+        else:
+            # ranks are independent until the mixing: run them in blocks; in training each block is recomputed in
+            # backward (activation checkpointing), so only the layer's inputs and outputs stay saved
+            run = (lambda *a: checkpoint(self.update, *a, use_reentrant=False)) if torch.is_grad_enabled() else self.update
+            blocks = [run(f_left[:, :, i:i + S], f_right[:, :, i:i + S], mask) for i in range(0, self.rank, S)]
+            f_left, f_right = (torch.cat([blk[k] for blk in blocks], 2) for k in (0, 1))
         f_left = einsum(self.mix_left, f_left, "r s, b l s c -> b l r c")
         f_right = einsum(self.mix_right, f_right, "r s, b l s c -> b l r c")
         return mask_factors(f_left, mask), mask_factors(f_right, mask)
 
-# %% ../nbs/01_factorized_pairs.ipynb #8b740861
+# %% ../nbs/01_factorized_pairs.ipynb #a4919107
 class FactorizedPairFeatureNet(nn.Module):
     """Factorised replacement of Genie's `PairFeatureNet` (SPEC 1.1): factors (f_left, f_right) `[b, l, rank_total, c_p]`
     from single features, residue indices and the noisy C-alpha trace, never holding an L×L×C tensor.
@@ -336,11 +350,11 @@ class FactorizedPairFeatureNet(nn.Module):
     [W_i s_i, 1] ⊙ [1, W_j s_j] (rank 2, Genie's additive term, Fact 4) + single projection (rank `rank`) + Fourier
     relative position (rank 2F) + template (rank 4 pooled / 5 sqdist / 9 both). `preset="design"`: single, relative
     position and template parts of rank `rank` summed in shared rank slots. Then `n_refine_layers`
-    `FactorizedPairRefinementLayer`s at rank `rank_total`, then masking (Fact 5)."""
+    `FactorizedPairRefinementLayer`s at rank `rank_total` (ranks in blocks of `rank_chunk`, if given), then masking (Fact 5)."""
     def __init__(self, c_s: int, c_p: int, rank: int, preset: str = "exact", n_refine_layers: int = 2,
                  pos_emb_max_len: int = 4096, relpos_freqs: int = 4, template: str = "pooled", chunk_size: int = 64,
                  template_rank: int = 4, outer_sum: bool = True, c_pos: int = 128, relpos_k: int = 32,
-                 n_head: int = 4, c_head: int = 32):
+                 n_head: int = 4, c_head: int = 32, rank_chunk: int | None = None):
         super().__init__()
         _check_preset(preset, "FactorizedPairFeatureNet")
         if rank < 1: raise ValueError(f"FactorizedPairFeatureNet: rank must be >= 1, got {rank}")
@@ -353,7 +367,7 @@ class FactorizedPairFeatureNet(nn.Module):
         self.relpos = FactorizedRelPos(c_p, None if exact else rank, preset, pos_emb_max_len, relpos_freqs, c_pos, relpos_k)
         self.template = FactorizedTemplate(c_p, template_rank if exact else rank, preset, template, chunk_size)
         self.rank_total = 2 * self.outer_sum + rank + self.relpos.rank + self.template.rank if exact else rank
-        self.refine = nn.ModuleList([FactorizedPairRefinementLayer(c_p, self.rank_total, n_head, c_head)
+        self.refine = nn.ModuleList([FactorizedPairRefinementLayer(c_p, self.rank_total, n_head, c_head, rank_chunk)
                                      for _ in range(n_refine_layers)])
 
     def parts(self, s: Tensor, x: Tensor, mask: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
@@ -382,7 +396,7 @@ class FactorizedPairFeatureNet(nn.Module):
         for layer in self.refine: f_left, f_right = layer(f_left, f_right, mask)
         return mask_factors(f_left, mask), mask_factors(f_right, mask)
 
-# %% ../nbs/01_factorized_pairs.ipynb #3fd68721
+# %% ../nbs/01_factorized_pairs.ipynb #abc2941c
 class AdaptiveFactorizationRank:
     """Factorisation rank from the length (SPEC 1.6): L ≤ 256 → 16, ≤ 1024 → 8, ≤ 4096 → 4, else 2. With a budget
     `memory_gb` (10⁹ B), the largest power of two not above the table value whose `estimate(rank)` (bytes, or a dict

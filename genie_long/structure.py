@@ -6,7 +6,7 @@
 __all__ = ['at_least_fp32', 'fp32_island', 'fourier_frequencies', 'FlashIPA', 'sinkhorn_knopp', 'ManifoldHyperConnection',
            'AdaptiveMHCConfig', 'StructureMLP', 'FlashStructureLayer', 'FlashStructureNet']
 
-# %% ../nbs/04_structure.ipynb #dfbe6909
+# %% ../nbs/04_structure.ipynb #93892dc7
 import math, contextlib
 from dataclasses import dataclass, replace
 import torch
@@ -18,7 +18,7 @@ from .protein import check_prefix_mask, centre_coords
 from .reference import (Linear, InvariantPointAttention, StructureTransition, BackboneUpdate,
                                   invert_apply_frames, compose_frames)
 
-# %% ../nbs/04_structure.ipynb #c58e679b
+# %% ../nbs/04_structure.ipynb #ab634737
 def at_least_fp32(dtype: torch.dtype) -> torch.dtype:
     "fp32 for 16-bit dtypes, the dtype itself otherwise (fp64 stays fp64, so exactness tests run in fp64)."
     return torch.promote_types(dtype, torch.float32)
@@ -41,7 +41,7 @@ def fourier_frequencies(n_freq: int = 16, max_len: int = 4096) -> Tensor:
 
 def _pad8(d: int) -> int: return -(-d // 8) * 8
 
-# %% ../nbs/04_structure.ipynb #d0f62352
+# %% ../nbs/04_structure.ipynb #e30c12a5
 class FlashIPA(InvariantPointAttention):
     """Invariant point attention (OpenFold Alg. 22) on a factorised pair z'_ij = Σ_r z_left[i,r] ⊙ z_right[j,r] as ONE
     SDPA call over augmented q̃, k̃, ṽ (SPEC 4.2 Note (d)). Parameters are those of `InvariantPointAttention`."""
@@ -143,7 +143,7 @@ class FlashIPA(InvariantPointAttention):
                                rearrange(o_pair, "b l h c -> b l (h c)")], -1)
         return self.linear_out(feats.to(s.dtype))
 
-# %% ../nbs/04_structure.ipynb #ff17c03e
+# %% ../nbs/04_structure.ipynb #d72b13e8
 def sinkhorn_knopp(logits: Tensor, iters: int = 20, log_domain: bool = True) -> Tensor:
     """Sinkhorn–Knopp projection of logits `[..., n, n]` towards the doubly stochastic matrices (mHC, SPEC 4.3).
     Each iteration normalises columns, then rows, so the result is exactly row-stochastic. Runs in ≥ fp32."""
@@ -158,7 +158,7 @@ def sinkhorn_knopp(logits: Tensor, iters: int = 20, log_domain: bool = True) -> 
     for _ in range(iters): p = p / p.sum(-2, keepdim=True); p = p / p.sum(-1, keepdim=True)
     return p
 
-# %% ../nbs/04_structure.ipynb #654a90b5
+# %% ../nbs/04_structure.ipynb #c7f7a477
 class ManifoldHyperConnection(nn.Module):
     """mHC (arXiv 2512.24880): n residual streams per residue, X ← H_res X + H_postᵀ F(H_pre X), with per-residue
     maps from RMSNorm(vec X): H_pre = σ(·), H_post = 2σ(·), H_res = Sinkhorn–Knopp(·). `n_streams=1`: plain residual."""
@@ -212,7 +212,7 @@ class ManifoldHyperConnection(nn.Module):
         y = branch(einsum(h_pre, x, "... n, ... n c -> ... c"))
         return einsum(h_res, x, "... k m, ... m c -> ... k c") + h_post[..., None] * y[..., None, :]
 
-# %% ../nbs/04_structure.ipynb #a565f2d3
+# %% ../nbs/04_structure.ipynb #df504027
 @dataclass
 class AdaptiveMHCConfig:
     "mHC settings (SPEC 10.2); `for_length` lowers the stream count 4 → 2 → 1 (mHC off) when memory is short."
@@ -244,7 +244,7 @@ class AdaptiveMHCConfig:
         return ManifoldHyperConnection(c, self.n_streams, layer_index, self.alpha_init, self.beta_res, self.pre_mass,
                                        self.sinkhorn_iters, self.log_domain, self.dynamic)
 
-# %% ../nbs/04_structure.ipynb #f6c5a304
+# %% ../nbs/04_structure.ipynb #b3b30972
 class StructureMLP(nn.Module):
     "The 3-layer ReLU MLP of Genie's structure transition (AF2 Alg. 20), without the residual: the mHC branch."
     def __init__(self, c: int):
@@ -319,18 +319,19 @@ class FlashStructureLayer(nn.Module):
             s = self.bb_layer_norm(x.mean(-2))
         return (x, *self.update_frames(s, rots, trans))
 
-# %% ../nbs/04_structure.ipynb #dd396ed4
+# %% ../nbs/04_structure.ipynb #3fe5b2bb
 class FlashStructureNet(nn.Module):
     """Genie's structure module on factorised pairs (SPEC 4.4): `n_layer` `FlashStructureLayer`s with their own weights;
-    frames in, frames out: `net(s, f_left, f_right, rots, trans, mask) -> (rots, trans)`."""
+    frames in, frames out: `net(s, f_left, f_right, rots, trans, mask) -> (rots, trans)`. `checkpoint_layers`
+    recomputes each layer in backward (SPEC 8.1's `checkpoint_structure`): same gradients, only layer inputs saved."""
     def __init__(self, c_s: int = 128, c_p: int = 128, rank: int = 8, c_ipa_pair: int | None = None,
                  c_hidden_ipa: int = 16, n_head_ipa: int = 12, n_qk_point: int = 4, n_v_point: int = 8,
                  n_layer: int = 5, ipa_dropout: float = 0.1, n_transition_layer: int = 1, transition_dropout: float = 0.1,
                  use_mhc: bool = True, mhc: AdaptiveMHCConfig | None = None, ipa: str = "flash",
                  relpos: str | None = "fourier", n_relpos_freq: int = 16, relpos_max_len: int = 4096,
-                 chunk_size: int | None = None):
+                 chunk_size: int | None = None, checkpoint_layers: bool = False):
         super().__init__()
-        self.c_s, self.c_p, self.rank = c_s, c_p, rank
+        self.c_s, self.c_p, self.rank, self.checkpoint_layers = c_s, c_p, rank, checkpoint_layers
         self.c_ipa_pair = c_ipa_pair or max(4, 128 // rank)
         self.use_mhc, self.mhc = use_mhc, ((mhc or AdaptiveMHCConfig()) if use_mhc else None)
         self.layers = nn.ModuleList([FlashStructureLayer(
@@ -348,5 +349,8 @@ class FlashStructureNet(nn.Module):
             if tuple(f.shape) != (b, l, self.rank, self.c_p):
                 raise ValueError(f"{name} must be [b, l, rank, c_p] = {(b, l, self.rank, self.c_p)}, got {tuple(f.shape)}")
         x = repeat(s, "b l c -> b l n c", n=self.mhc.n_streams) if self.use_mhc else s
-        for layer in self.layers: x, rots, trans = layer(x, f_left, f_right, rots, trans, mask)
+        for layer in self.layers:
+            if self.checkpoint_layers and torch.is_grad_enabled():  # keep only each layer's inputs; recompute in backward
+                x, rots, trans = checkpoint(layer, x, f_left, f_right, rots, trans, mask, use_reentrant=False)
+            else: x, rots, trans = layer(x, f_left, f_right, rots, trans, mask)
         return ((x.mean(-2) if self.use_mhc else x), rots, trans) if return_single else (rots, trans)
