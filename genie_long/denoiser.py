@@ -163,8 +163,8 @@ def model_dims(config: LongSequenceConfig) -> dict:
 class MemoryEstimator:
     "Peak bytes of a train or sample step of `LongSequenceDenoiser` (SPEC 10.3), from calibrated per-element constants."
     k_s: float = 23.19; k_f: float = 16.15; k_a: float = 5.77     # saved tensors per element (train), `calibrate_saved`
-    w_train: float = 0.0; w_sample: float = 12.23                 # working set of one layer, in units of L(H d̃ + R C), `calibrate_rss`
-    runtime_train: float = 3.67e8; runtime_sample: float = 2.65e8 # bytes: interpreter, torch, allocator, `calibrate_rss`
+    w_train: float = 14.09; w_sample: float = 12.67               # working set of one layer, in units of L(H d̃ + R C), `calibrate_rss`
+    runtime_train: float = 2.84e8; runtime_sample: float = 2.61e8 # bytes: interpreter, torch, allocator, `calibrate_rss`
 
     def units(self, config: LongSequenceConfig, L: int, batch: int = 1) -> dict:
         "Elements per component before the k factors."
