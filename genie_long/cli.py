@@ -16,15 +16,15 @@ from fastcore.script import call_parse, anno_parser, Param
 from .protein import read_chains, save_dataset, load_chains, structure_format, write_ca, ProteinDataset
 from .diffusion import GenieSchedule, sample
 from .reference import GenieDenoiser, reference_config
-from .denoiser import LongSequenceDenoiser, long_config, make_step
+from .denoiser import LongSequenceDenoiser, long_config, make_step, loglog_slope, bench_summary, plot_bench
 from .train import (DiffusionLearner, BatchStream, ProgressCB, MetricsCB, CheckpointCB, LossPlotCB,
                               TimeLimitCB, load_checkpoint, resume, read_metrics)
 
 # %% auto #0
 __all__ = ['MODELS', 'COMMANDS', 'CLIError', 'build_model', 'model_from_checkpoint', 'bundled_dataset', 'find_structures',
            'prepare_dataset', 'print_prepare_report', 'train_model', 'ca_ca_stats', 'plot_traces', 'sample_backbones',
-           'run_demo', 'bench_step', 'loglog_slope', 'run_bench', 'bench_summary', 'plot_bench', 'print_bench_summary',
-           'prepare', 'train', 'sample_cmd', 'demo', 'bench', 'main']
+           'run_demo', 'bench_step', 'run_bench', 'print_bench_summary', 'prepare', 'train', 'sample_cmd', 'demo',
+           'bench', 'main']
 
 # %% ../nbs/12_cli.ipynb #6bc74c54
 class CLIError(Exception): "A user mistake: reported as one line, exit status 2."
@@ -256,10 +256,6 @@ def _run_capped(code: str, mem_cap: int, time_cap: float, result_path: Path) -> 
     if status == 'error': res['error'] = err.strip().splitlines()[-1] if err.strip() else f'exit {p.returncode}'
     return status, res
 
-def loglog_slope(ls, ys) -> float:
-    "Least-squares slope of log(y) against log(L)."
-    return float(np.polyfit(np.log(np.asarray(ls, float)), np.log(np.asarray(ys, float)), 1)[0]) if len(ls) >= 2 else float('nan')
-
 def run_bench(models=('reference', 'long'), lengths=(128, 256, 384, 512, 1024, 2048, 4096, 8192), modes=('sample', 'train'),
               size: str = 'genie', mem_cap_gb: float = 16.0, time_cap_s: float = 900.0, repeats: int = 3, out='bench',
               verbose: bool = True) -> list[dict]:
@@ -293,44 +289,6 @@ def run_bench(models=('reference', 'long'), lengths=(128, 256, 384, 512, 1024, 2
         w = csv.DictWriter(f, fields, extrasaction='ignore'); w.writeheader(); w.writerows(rows)
     plot_bench(rows, out / 'bench.png')
     return rows
-
-def bench_summary(rows: list[dict]) -> dict:
-    "Ratios (first model / each other model) at every L all reached, and log–log slopes of each curve."
-    ok = [r for r in rows if r['status'] == 'ok']
-    models = list(dict.fromkeys(r['model'] for r in rows))
-    summary = {'ratios': [], 'slopes': {}}
-    for mode in dict.fromkeys(r['mode'] for r in rows):
-        by = {m: {r['L']: r for r in ok if r['model'] == m and r['mode'] == mode} for m in models}
-        for m in models:
-            ls = sorted(by[m])
-            if ls:
-                summary['slopes'][f"{m}/{mode}"] = {'peak_rss': loglog_slope(ls, [by[m][l]['peak_rss'] for l in ls]),
-                                                    'lengths': [ls[0], ls[-1]]}
-        base = models[0]
-        for m in models[1:]:
-            for L in sorted(set(by[base]) & set(by[m])):
-                summary['ratios'].append({'mode': mode, 'L': L, 'vs': m, 'memory_ratio': by[base][L]['peak_rss'] / by[m][L]['peak_rss'],
-                                          'time_ratio': by[base][L]['median_s'] / by[m][L]['median_s']})
-    return summary
-
-def plot_bench(rows: list[dict], png_path=None):
-    "Peak RSS and step time against L, log–log, one line per (model, mode)."
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    ok = [r for r in rows if r['status'] == 'ok']
-    for (m, mode) in dict.fromkeys((r['model'], r['mode']) for r in ok):
-        rs = sorted((r for r in ok if r['model'] == m and r['mode'] == mode), key=lambda r: r['L'])
-        ls = [r['L'] for r in rs]
-        style = dict(marker='o', ls='-' if mode == 'train' else '--', label=f"{m} {mode} (slope {loglog_slope(ls, [r['peak_rss'] for r in rs]):.2f})")
-        axes[0].plot(ls, [r['peak_rss'] / 2**30 for r in rs], **style)
-        axes[1].plot(ls, [r['median_s'] for r in rs], **{**style, 'label': f"{m} {mode}"})
-    for ax, yl in zip(axes, ['peak RSS (GB)', 'median step time (s)']):
-        ax.set_xscale('log', base=2); ax.set_yscale('log'); ax.set_xlabel('L (residues)'); ax.set_ylabel(yl)
-        ax.grid(alpha=0.3, which='both')
-        if ax.lines: ax.legend(fontsize=8)
-    fig.suptitle('batch 1, fresh process per point'); fig.tight_layout()
-    if png_path is not None: fig.savefig(png_path, dpi=120); plt.close(fig)
-    return fig
 
 def print_bench_summary(summary: dict):
     for r in summary['ratios']:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 import math
 from dataclasses import dataclass, field, asdict, fields
+import numpy as np
 import torch
 from torch import nn, Tensor
 
@@ -18,7 +19,7 @@ from .structure import FlashStructureNet, AdaptiveMHCConfig
 # %% auto #0
 __all__ = ['LONG_SIZES', 'LongSequenceConfig', 'memory_policy', 'long_config', 'LongSequenceDenoiser', 'model_dims',
            'MemoryEstimator', 'saved_bytes_by_component', 'calibrate_saved', 'make_step', 'measure_peak_rss',
-           'calibrate_rss']
+           'calibrate_rss', 'loglog_slope', 'bench_summary', 'plot_bench', 'read_bench']
 
 # %% ../nbs/10_denoiser.ipynb #37983c7a
 @dataclass
@@ -85,10 +86,10 @@ class LongSequenceConfig:
         return cls(**{**asdict(base), 'rank': rank, 'mhc': mhc})
 
 def memory_policy(L: int) -> dict:
-    """Memory switches by length (the length rule of SPEC 8.1, for the layers this model has): from 512 residues on,
-    refinement ranks run in blocks of 4 and structure layers are recomputed in backward. They change no weight and
-    no result, only memory and time."""
-    return dict(rank_chunk=4, checkpoint_structure=True) if L >= 512 else dict(rank_chunk=None, checkpoint_structure=False)
+    """Memory switches by length (SPEC 8.1's length rule, for the layers this model has): from 256 residues on,
+    refinement ranks run in blocks of 4 and structure layers are recomputed in backward. There the saved activations
+    start to outweigh the ~0.3 GB the runtime itself takes. They change no weight and no result, only memory and time."""
+    return dict(rank_chunk=4, checkpoint_structure=True) if L >= 256 else dict(rank_chunk=None, checkpoint_structure=False)
 
 LONG_SIZES = {"tiny": LongSequenceConfig.tiny, "genie": LongSequenceConfig.genie}
 
@@ -269,3 +270,55 @@ def calibrate_rss(config: LongSequenceConfig, lengths=(128, 256), est: MemoryEst
         w, m0 = np.polyfit(u, y, 1)
         fit[f'w_{mode}'], fit[f'runtime_{mode}'] = max(float(w), 0.0), float(m0)
     return MemoryEstimator(**{**asdict(est), **fit})
+
+# %% ../nbs/10_denoiser.ipynb #39d7933b
+def loglog_slope(ls, ys) -> float:
+    "Least-squares slope of log(y) against log(L)."
+    return float(np.polyfit(np.log(np.asarray(ls, float)), np.log(np.asarray(ys, float)), 1)[0]) if len(ls) >= 2 else float('nan')
+
+def bench_summary(rows: list[dict]) -> dict:
+    "Ratios (first model / each other model) at every L all reached, and log–log slopes of each curve."
+    ok = [r for r in rows if r['status'] == 'ok']
+    models = list(dict.fromkeys(r['model'] for r in rows))
+    summary = {'ratios': [], 'slopes': {}}
+    for mode in dict.fromkeys(r['mode'] for r in rows):
+        by = {m: {r['L']: r for r in ok if r['model'] == m and r['mode'] == mode} for m in models}
+        for m in models:
+            ls = sorted(by[m])
+            if ls:
+                summary['slopes'][f"{m}/{mode}"] = {'peak_rss': loglog_slope(ls, [by[m][l]['peak_rss'] for l in ls]),
+                                                    'lengths': [ls[0], ls[-1]]}
+        base = models[0]
+        for m in models[1:]:
+            for L in sorted(set(by[base]) & set(by[m])):
+                summary['ratios'].append({'mode': mode, 'L': L, 'vs': m, 'memory_ratio': by[base][L]['peak_rss'] / by[m][L]['peak_rss'],
+                                          'time_ratio': by[base][L]['median_s'] / by[m][L]['median_s']})
+    return summary
+
+def plot_bench(rows: list[dict], png_path=None):
+    "Peak RSS and step time against L, log–log, one line per (model, mode)."
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    ok = [r for r in rows if r['status'] == 'ok']
+    for (m, mode) in dict.fromkeys((r['model'], r['mode']) for r in ok):
+        rs = sorted((r for r in ok if r['model'] == m and r['mode'] == mode), key=lambda r: r['L'])
+        ls = [r['L'] for r in rs]
+        style = dict(marker='o', ls='-' if mode == 'train' else '--', label=f"{m} {mode} (slope {loglog_slope(ls, [r['peak_rss'] for r in rs]):.2f})")
+        axes[0].plot(ls, [r['peak_rss'] / 2**30 for r in rs], **style)
+        axes[1].plot(ls, [r['median_s'] for r in rs], **{**style, 'label': f"{m} {mode}"})
+    for ax, yl in zip(axes, ['peak RSS (GB)', 'median step time (s)']):
+        ax.set_xscale('log', base=2); ax.set_yscale('log'); ax.set_xlabel('L (residues)'); ax.set_ylabel(yl)
+        ax.grid(alpha=0.3, which='both')
+        if ax.lines: ax.legend(fontsize=8)
+    fig.suptitle('batch 1, fresh process per point'); fig.tight_layout()
+    if png_path is not None: fig.savefig(png_path, dpi=120); plt.close(fig)
+    return fig
+
+# %% ../nbs/10_denoiser.ipynb #42f0c3b8
+def read_bench(path) -> list[dict]:
+    "Rows of a `bench.csv` with numbers parsed."
+    import csv
+    num = lambda v, f: f(v) if v not in ('', None) else None
+    with open(path) as fh:
+        return [{**r, 'L': int(r['L']), 'peak_rss': num(r['peak_rss'], float), 'base_rss': num(r['base_rss'], float),
+                 'median_s': num(r['median_s'], float)} for r in csv.DictReader(fh)]

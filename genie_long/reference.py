@@ -8,9 +8,9 @@ __all__ = ['REFERENCE_SIZES', 'ReferenceConfig', 'reference_config', 'trunc_norm
            'SingleFeatureNet', 'PairFeatureNet', 'TriangleMultiplicativeUpdate', 'TriangleMultiplicationOutgoing',
            'TriangleMultiplicationIncoming', 'TriangleAttention', 'TriangleAttentionStartingNode',
            'TriangleAttentionEndingNode', 'PairTransition', 'SharedDropout', 'DropoutRowwise', 'DropoutColumnwise',
-           'PairTransformLayer', 'PairTransformNet', 'InvariantPointAttention', 'StructureTransitionLayer',
-           'StructureTransition', 'BackboneUpdate', 'StructureLayer', 'StructureNet', 'check_denoiser_inputs',
-           'GenieDenoiser', 'saved_tensor_bytes', 'peak_rss_subprocess']
+           'PairTransformLayer', 'PairTransformNet', 'InvariantPointAttention', 'StructureMLP',
+           'StructureTransitionLayer', 'StructureTransition', 'BackboneUpdate', 'StructureLayer', 'StructureNet',
+           'check_denoiser_inputs', 'GenieDenoiser', 'saved_tensor_bytes', 'peak_rss_subprocess']
 
 # %% ../nbs/00b_reference.ipynb #5140cdde
 import math, os, re, subprocess, sys
@@ -382,8 +382,8 @@ class InvariantPointAttention(nn.Module):
         return self.linear_out(torch.cat([o, *o_pt, o_pt_norm, o_pair], dim=-1))
 
 # %% ../nbs/00b_reference.ipynb #43680443
-class StructureTransitionLayer(nn.Module):
-    "One residual 3-layer ReLU MLP of the structure transition."
+class StructureMLP(nn.Module):
+    "The 3-layer ReLU MLP of Genie's structure transition (AF2 Alg. 20), without the residual."
     def __init__(self, c: int):
         super().__init__()
         self.linear_1 = Linear(c, c, init="relu")
@@ -391,7 +391,11 @@ class StructureTransitionLayer(nn.Module):
         self.linear_3 = Linear(c, c, init="final")
 
     def forward(self, s: Tensor) -> Tensor:
-        return s + self.linear_3(F.relu(self.linear_2(F.relu(self.linear_1(s)))))
+        return self.linear_3(F.relu(self.linear_2(F.relu(self.linear_1(s)))))
+
+class StructureTransitionLayer(StructureMLP):
+    "One residual 3-layer ReLU MLP of the structure transition (Genie's parameter names)."
+    def forward(self, s: Tensor) -> Tensor: return s + super().forward(s)
 
 class StructureTransition(nn.Module):
     "AF2 Alg. 20 transition (Genie `StructureTransition`): residual MLPs, then dropout and LayerNorm."

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['at_least_fp32', 'fp32_island', 'fourier_frequencies', 'FlashIPA', 'sinkhorn_knopp', 'ManifoldHyperConnection',
-           'AdaptiveMHCConfig', 'StructureMLP', 'FlashStructureLayer', 'FlashStructureNet']
+           'AdaptiveMHCConfig', 'FlashStructureLayer', 'FlashStructureNet']
 
 # %% ../nbs/04_structure.ipynb #93892dc7
 import math, contextlib
@@ -15,7 +15,7 @@ from torch import nn, Tensor
 from torch.utils.checkpoint import checkpoint
 from einops import rearrange, repeat, einsum
 from .protein import check_prefix_mask, centre_coords
-from .reference import (Linear, InvariantPointAttention, StructureTransition, BackboneUpdate,
+from .reference import (Linear, InvariantPointAttention, StructureTransition, StructureMLP, BackboneUpdate,
                                   invert_apply_frames, compose_frames)
 
 # %% ../nbs/04_structure.ipynb #ab634737
@@ -245,17 +245,6 @@ class AdaptiveMHCConfig:
                                        self.sinkhorn_iters, self.log_domain, self.dynamic)
 
 # %% ../nbs/04_structure.ipynb #b3b30972
-class StructureMLP(nn.Module):
-    "The 3-layer ReLU MLP of Genie's structure transition (AF2 Alg. 20), without the residual: the mHC branch."
-    def __init__(self, c: int):
-        super().__init__()
-        self.linear_1 = Linear(c, c, init="relu")
-        self.linear_2 = Linear(c, c, init="relu")
-        self.linear_3 = Linear(c, c, init="final")
-
-    def forward(self, s: Tensor) -> Tensor:
-        return self.linear_3(F.relu(self.linear_2(F.relu(self.linear_1(s)))))
-
 def _pair_from_factors(z_left: Tensor, z_right: Tensor) -> Tensor:
     "z'_ij = Σ_r z_left[i, r] ⊙ z_right[j, r] `[b, l, l, c]`: the dense path only (O(L²))."
     return einsum(z_left, z_right, "b i r c, b j r c -> b i j c")
