@@ -15,7 +15,7 @@ from fastcore.script import call_parse, anno_parser, Param
 
 from .protein import read_chains, save_dataset, load_chains, structure_format, write_ca, ProteinDataset
 from .diffusion import GenieSchedule, sample
-from .reference import GenieDenoiser, reference_config
+from .reference import GenieDenoiser, reference_config, pin_mmap_threshold
 from .denoiser import LongSequenceDenoiser, long_config, make_step, loglog_slope, bench_summary, plot_bench
 from .train import (DiffusionLearner, BatchStream, ProgressCB, MetricsCB, CheckpointCB, LossPlotCB,
                               TimeLimitCB, load_checkpoint, resume, read_metrics)
@@ -114,6 +114,7 @@ def train_model(out='runs/genie', model: str = 'reference', size: str = 'tiny', 
     if ckpt_path.exists() and not resume_run:
         raise CLIError(f"{ckpt_path} exists: pass --resume to continue that run, or choose another --out")
     if resume_run and not ckpt_path.exists(): raise CLIError(f"--resume: no checkpoint at {ckpt_path}")
+    pin_mmap_threshold()  # freed temporaries leave RSS (see 00b)
     torch.manual_seed(seed)
     net, meta = build_model(model, size, L=crop)
     data_path = Path(data) if data else bundled_dataset()
@@ -174,6 +175,7 @@ def sample_backbones(ckpt, lengths=(64,), count: int = 4, steps: int = 1000, noi
     if not 1 <= steps <= 1000: raise CLIError(f"--steps must be in 1..1000, got {steps}")
     if noise_scale < 0: raise CLIError(f"--noise_scale must be ≥ 0, got {noise_scale}")
     if any(l < 3 for l in lengths): raise CLIError(f"--lengths must all be ≥ 3, got {list(lengths)}")
+    pin_mmap_threshold()
     model, _ = model_from_checkpoint(ckpt)
     if hasattr(model, 'set_memory_policy'): model.set_memory_policy(max(lengths))  # memory switches only; same weights
     model.to(_device(device))
@@ -229,6 +231,7 @@ def bench_step(model: str = 'reference', size: str = 'genie', L: int = 128, mode
                time_budget: float | None = None) -> dict:
     "In this process: build `model` at `size`, run train or sample steps at length L (batch 1); time them."
     if mode not in ('train', 'sample'): raise CLIError(f"mode must be 'train' or 'sample', got {mode!r}")
+    pin_mmap_threshold()  # the same allocator setting for every model measured (see 00b)
     torch.manual_seed(0)
     net, _ = build_model(model, size, L=L)
     step = make_step(net, L, mode)

@@ -10,7 +10,7 @@ __all__ = ['REFERENCE_SIZES', 'ReferenceConfig', 'reference_config', 'trunc_norm
            'TriangleAttentionEndingNode', 'PairTransition', 'SharedDropout', 'DropoutRowwise', 'DropoutColumnwise',
            'PairTransformLayer', 'PairTransformNet', 'InvariantPointAttention', 'StructureMLP',
            'StructureTransitionLayer', 'StructureTransition', 'BackboneUpdate', 'StructureLayer', 'StructureNet',
-           'check_denoiser_inputs', 'GenieDenoiser', 'saved_tensor_bytes', 'peak_rss_subprocess']
+           'check_denoiser_inputs', 'GenieDenoiser', 'saved_tensor_bytes', 'peak_rss_subprocess', 'pin_mmap_threshold']
 
 # %% ../nbs/00b_reference.ipynb #5140cdde
 import math, os, re, subprocess, sys
@@ -537,3 +537,12 @@ def peak_rss_subprocess(code: str, timeout: float = 600, return_stdout: bool = F
     rss = int(found.group(1))
     out = res.stdout[:found.start()].rstrip("\n")
     return (rss, out) if return_stdout else rss
+
+# %% ../nbs/00b_reference.ipynb #87349728
+def pin_mmap_threshold(nbytes: int = 128 * 1024) -> bool:
+    "Pin glibc's mmap threshold (disabling its dynamic growth) so freed tensors leave RSS; False where not glibc."
+    import ctypes, ctypes.util
+    try: libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError: return False
+    mallopt = getattr(libc, "mallopt", None)
+    return bool(mallopt and mallopt(-3, int(nbytes)))  # -3 = M_MMAP_THRESHOLD

@@ -100,3 +100,17 @@ def test_long_model_train_sample(tmp_path):
     r = run('sample', run_dir / 'ckpt.pt', '--length', 40, '--count', 1, '--steps', 4, '--out', tmp_path / 's', '--device', 'cpu')
     assert r.returncode == 0, r.stderr
     assert (tmp_path / 's' / 'L0040_00.pdb').exists()
+
+
+def test_bench_json(tmp_path):
+    "bench: both models side by side, fresh processes, machine-readable output with ratios and slopes."
+    import json
+    r = run('bench', '--models', 'reference', 'long', '--lengths', 16, 32, '--modes', 'train', '--size', 'tiny',
+            '--repeats', 1, '--out', tmp_path / 'b', '--json')
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert [(x['model'], x['L'], x['status']) for x in out['rows']] == [
+        ('reference', 16, 'ok'), ('long', 16, 'ok'), ('reference', 32, 'ok'), ('long', 32, 'ok')]
+    assert {x['L'] for x in out['ratios']} == {16, 32} and 'long/train' in out['slopes']
+    assert (tmp_path / 'b' / 'bench.csv').exists() and (tmp_path / 'b' / 'bench.png').exists()
+    assert_user_error(run('bench', '--models', 'nope', '--out', tmp_path / 'c'), 'nope')
