@@ -162,7 +162,9 @@ def model_dims(config: LongSequenceConfig) -> dict:
 
 @dataclass
 class MemoryEstimator:
-    "Peak bytes of a train or sample step of `LongSequenceDenoiser` (SPEC 10.3), from calibrated per-element constants."
+    """Peak bytes of a train or sample step of `LongSequenceDenoiser` (SPEC 10.3), from calibrated per-element constants.
+    It models the plain model (no `memory_policy` switches, glibc's default allocator settings); with the switches on,
+    as `from_length` and the CLI set them from 256 residues, it is an upper bound."""
     k_s: float = 23.19; k_f: float = 16.15; k_a: float = 5.77     # saved tensors per element (train), `calibrate_saved`
     w_train: float = 14.09; w_sample: float = 12.67               # working set of one layer, in units of L(H d̃ + R C), `calibrate_rss`
     runtime_train: float = 2.84e8; runtime_sample: float = 2.61e8 # bytes: interpreter, torch, allocator, `calibrate_rss`
