@@ -114,7 +114,6 @@ def train_model(out='runs/genie', model: str = 'reference', size: str = 'tiny', 
     if ckpt_path.exists() and not resume_run:
         raise CLIError(f"{ckpt_path} exists: pass --resume to continue that run, or choose another --out")
     if resume_run and not ckpt_path.exists(): raise CLIError(f"--resume: no checkpoint at {ckpt_path}")
-    pin_mmap_threshold()  # freed temporaries leave RSS (see 00b)
     torch.manual_seed(seed)
     net, meta = build_model(model, size, L=crop)
     data_path = Path(data) if data else bundled_dataset()
@@ -175,7 +174,6 @@ def sample_backbones(ckpt, lengths=(64,), count: int = 4, steps: int = 1000, noi
     if not 1 <= steps <= 1000: raise CLIError(f"--steps must be in 1..1000, got {steps}")
     if noise_scale < 0: raise CLIError(f"--noise_scale must be ≥ 0, got {noise_scale}")
     if any(l < 3 for l in lengths): raise CLIError(f"--lengths must all be ≥ 3, got {list(lengths)}")
-    pin_mmap_threshold()
     model, _ = model_from_checkpoint(ckpt)
     if hasattr(model, 'set_memory_policy'): model.set_memory_policy(max(lengths))  # memory switches only; same weights
     model.to(_device(device))
