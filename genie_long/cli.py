@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from fastcore.script import call_parse, anno_parser, Param
 
-from .protein import read_chains, save_dataset, load_chains, structure_format, write_ca, ProteinDataset
+from .protein import read_chains, save_dataset, structure_format, write_ca, ProteinDataset
 from .diffusion import GenieSchedule, sample
 from .reference import GenieDenoiser, reference_config, pin_mmap_threshold
-from .denoiser import LongSequenceDenoiser, long_config, make_step, loglog_slope, bench_summary, plot_bench
+from .denoiser import LongSequenceDenoiser, long_config, make_step, bench_summary, plot_bench
 from .train import (DiffusionLearner, BatchStream, ProgressCB, MetricsCB, CheckpointCB, LossPlotCB,
                               TimeLimitCB, load_checkpoint, resume, read_metrics)
 
@@ -261,7 +261,7 @@ def run_bench(models=('reference', 'long'), lengths=(128, 256, 384, 512, 1024, 2
               size: str = 'genie', mem_cap_gb: float = 16.0, time_cap_s: float = 900.0, repeats: int = 3, out='bench',
               verbose: bool = True) -> list[dict]:
     "Benchmark models side by side, one fresh subprocess per (model, L, mode); writes bench.csv and bench.png."
-    import csv, json, tempfile
+    import csv, tempfile
     for m in models:
         if m not in MODELS: raise CLIError(f"unknown model {m!r}; choose from {sorted(MODELS)}")
     out = Path(out); out.mkdir(parents=True, exist_ok=True)

@@ -4,15 +4,13 @@
 
 # %% ../nbs/10_denoiser.ipynb #69da1ae2
 from __future__ import annotations
-import math
-from dataclasses import dataclass, field, asdict, fields
+from dataclasses import dataclass, field, asdict
 import numpy as np
 import torch
 from torch import nn, Tensor
 
 from .protein import frenet_frames
-from .reference import (GenieDenoiser, ReferenceConfig, SingleFeatureNet, check_denoiser_inputs,
-                                  saved_tensor_bytes)
+from .reference import GenieDenoiser, ReferenceConfig, SingleFeatureNet, check_denoiser_inputs, peak_rss_subprocess
 from .factorized_pairs import FactorizedPairFeatureNet, AdaptiveFactorizationRank
 from .structure import FlashStructureNet, AdaptiveMHCConfig
 

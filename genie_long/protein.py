@@ -4,14 +4,13 @@
 
 # %% ../nbs/00_protein.ipynb #5ac9d530
 from __future__ import annotations
-import gzip, itertools, math, os, warnings
+import gzip, itertools, math, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import gemmi
 import numpy as np
 import torch
-from einops import rearrange
 
 # %% auto #0
 __all__ = ['BREAK_DIST', 'ProteinChain', 'structure_format', 'read_chains', 'ca_structure', 'write_ca', 'check_prefix_mask',

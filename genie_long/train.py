@@ -4,7 +4,7 @@
 
 # %% ../nbs/00c_train.ipynb #021f9a82
 from __future__ import annotations
-import csv, math, os, time
+import csv, os, time
 from pathlib import Path
 
 import torch
