@@ -48,8 +48,12 @@ def model_from_checkpoint(path):
     if meta.get('model') not in MODELS: raise CLIError(f"{path}: checkpoint of unknown model {meta.get('model')!r}")
     config_fn, cls = MODELS[meta['model']]
     cfg = type(config_fn(meta['size']))(**meta['config'])
-    model = cls(cfg); model.load_state_dict(ckpt['model']); model.eval()
-    return model, ckpt
+    model = cls(cfg)
+    try: model.load_state_dict(ckpt['model'])
+    except RuntimeError as e:  # e.g. a checkpoint written by an older genie_long, before its model gained layers
+        raise CLIError(f"{path}: its weights do not fit the {meta['model']!r} model of this genie_long version "
+                       f"({str(e).splitlines()[0].rstrip(':')}); retrain, or use the version that wrote it") from None
+    return model.eval(), ckpt
 
 def bundled_dataset() -> Path:
     "Path of the demo dataset shipped in the package (prepared from the shared structure set; see its ATTRIBUTION.md)."

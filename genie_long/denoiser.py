@@ -12,6 +12,7 @@ from torch import nn, Tensor
 from .protein import frenet_frames
 from .reference import GenieDenoiser, ReferenceConfig, SingleFeatureNet, check_denoiser_inputs, peak_rss_subprocess
 from .factorized_pairs import FactorizedPairFeatureNet, AdaptiveFactorizationRank
+from .pair_transform import FactorizedPairTransformNet
 from .structure import FlashStructureNet, AdaptiveMHCConfig
 
 # %% auto #0
@@ -33,6 +34,13 @@ class LongSequenceConfig:
     preset: str = "exact"
     pair_mode: str = "factorized"        # "factorized" | "dense" (the 00b reference)
     n_refine_layers: int = 2
+    n_pair_transform_layer: int = 5      # Genie's 5 pair-transform layers, on the factors (0: none)
+    include_tri_att: bool = False        # Genie ships without triangle attention, and so does the dense reference
+    c_hidden_mul: int = 128              # C_h of the triangle multiplicative updates
+    c_hidden_tri_att: int = 32           # per head, pair-biased attention (if included)
+    n_head_tri: int = 4
+    tri_dropout: float = 0.25
+    pair_transition_n: int = 4
     relpos_freqs: int = 4
     template: str = "pooled"
     template_rank: int = 4
@@ -51,6 +59,8 @@ class LongSequenceConfig:
     ipa_chunk_size: int | None = None    # query chunks of the IPA call (None: one call)
     rank_chunk: int | None = None        # refinement ranks in blocks (checkpointed in training); None: all at once
     checkpoint_structure: bool = False   # recompute each structure layer in backward
+    checkpoint_pair_transform: bool = False  # recompute each pair-transform layer in backward
+    pair_chunk_size: int | None = None   # residue chunks inside pair-transform layers (recomputed in backward); None: whole chain
     use_mhc: bool = True
     mhc: AdaptiveMHCConfig = field(default_factory=AdaptiveMHCConfig)
 
@@ -69,7 +79,8 @@ class LongSequenceConfig:
     @classmethod
     def tiny(cls, **overrides) -> "LongSequenceConfig":
         "Small sizes for tests and CPU demos; same architecture."
-        kw = dict(c_s=32, c_p=16, c_pos_emb=32, c_timestep_emb=32, rank=4, n_refine_layers=1, c_hidden_ipa=8,
+        kw = dict(c_s=32, c_p=16, c_pos_emb=32, c_timestep_emb=32, rank=4, n_refine_layers=1, n_pair_transform_layer=1,
+                  c_hidden_mul=16, c_hidden_tri_att=8, n_head_tri=2, pair_transition_n=2, c_hidden_ipa=8,
                   n_head_ipa=4, n_v_point=4, n_structure_layer=2, n_ipa_relpos_freq=8)
         return cls(**{**kw, **overrides})
 
@@ -85,9 +96,12 @@ class LongSequenceConfig:
 
 def memory_policy(L: int) -> dict:
     """Memory switches by length (SPEC 8.1's length rule, for the layers this model has): from 256 residues on,
-    refinement ranks run in blocks of 4 and structure layers are recomputed in backward. There the saved activations
-    start to outweigh the ~0.3 GB the runtime itself takes. They change no weight and no result, only memory and time."""
-    return dict(rank_chunk=4, checkpoint_structure=True) if L >= 256 else dict(rank_chunk=None, checkpoint_structure=False)
+    refinement ranks run in blocks of 4, structure and pair-transform layers are recomputed in backward, and the
+    pair-transform layers work in residue chunks of 128. There the saved activations start to outweigh the ~0.3 GB the
+    runtime itself takes. They change no weight and no result, only memory and time."""
+    on = L >= 256
+    return dict(rank_chunk=4 if on else None, checkpoint_structure=on, checkpoint_pair_transform=on,
+                pair_chunk_size=128 if on else None)
 
 LONG_SIZES = {"tiny": LongSequenceConfig.tiny, "genie": LongSequenceConfig.genie}
 
@@ -102,14 +116,17 @@ def long_config(size: str = "genie", L: int | None = None, **overrides) -> LongS
 # %% ../nbs/10_denoiser.ipynb #acb2e423
 class LongSequenceDenoiser(nn.Module):
     """Genie's denoiser with linear memory in L (SPEC 10.1): `SingleFeatureNet` (fixed N_pos) →
-    `FactorizedPairFeatureNet` → `FlashStructureNet` (Flash-IPA, mHC). Same interface as `GenieDenoiser`."""
+    `FactorizedPairFeatureNet` → `FactorizedPairTransformNet` (Genie's 5 pair-transform layers on factors) →
+    `FlashStructureNet` (Flash-IPA, mHC). Same interface as `GenieDenoiser`."""
     def __init__(self, config: LongSequenceConfig | None = None):
         super().__init__()
         self.config = c = config or LongSequenceConfig()
         if c.pair_mode == "dense":  # the 00b reference at the same sizes: the parity path
             self.dense = GenieDenoiser(ReferenceConfig(
                 c_s=c.c_s, c_p=c.c_p, c_pos_emb=c.c_pos_emb, c_timestep_emb=c.c_timestep_emb, n_timestep=c.n_timestep,
-                n_pair_transform_layer=0, n_structure_layer=c.n_structure_layer, c_hidden_ipa=c.c_hidden_ipa,
+                n_pair_transform_layer=c.n_pair_transform_layer, include_tri_att=c.include_tri_att, c_hidden_mul=c.c_hidden_mul,
+                c_hidden_tri_att=c.c_hidden_tri_att, n_head_tri=c.n_head_tri, tri_dropout=c.tri_dropout,
+                pair_transition_n=c.pair_transition_n, n_structure_layer=c.n_structure_layer, c_hidden_ipa=c.c_hidden_ipa,
                 n_head_ipa=c.n_head_ipa, n_qk_point=c.n_qk_point, n_v_point=c.n_v_point, ipa_dropout=c.ipa_dropout,
                 n_structure_transition_layer=c.n_structure_transition_layer,
                 structure_transition_dropout=c.structure_transition_dropout))
@@ -118,6 +135,10 @@ class LongSequenceDenoiser(nn.Module):
         self.pair_feature_net = FactorizedPairFeatureNet(
             c.c_s, c.c_p, c.rank, c.preset, c.n_refine_layers, c.pos_emb_max_len, c.relpos_freqs, c.template,
             c.chunk_size, c.template_rank, rank_chunk=c.rank_chunk)
+        self.pair_transform_net = FactorizedPairTransformNet(
+            c.c_p, self.pair_feature_net.rank_total, c.n_pair_transform_layer, c.preset, c.include_tri_att, c.c_hidden_mul,
+            c.n_head_tri, c.c_hidden_tri_att, tri_dropout=c.tri_dropout, pair_transition_n=c.pair_transition_n,
+            chunk_size=c.pair_chunk_size, checkpoint_layers=c.checkpoint_pair_transform)
         self.structure_net = FlashStructureNet(
             c.c_s, c.c_p, self.pair_feature_net.rank_total, c.c_ipa_pair, c.c_hidden_ipa, c.n_head_ipa, c.n_qk_point,
             c.n_v_point, c.n_structure_layer, c.ipa_dropout, c.n_structure_transition_layer,
@@ -130,7 +151,9 @@ class LongSequenceDenoiser(nn.Module):
         p = memory_policy(L)
         for layer in self.pair_feature_net.refine: layer.rank_chunk = p['rank_chunk']
         self.structure_net.checkpoint_layers = p['checkpoint_structure']
-        self.config.rank_chunk, self.config.checkpoint_structure = p['rank_chunk'], p['checkpoint_structure']
+        self.pair_transform_net.checkpoint_layers = p['checkpoint_pair_transform']
+        self.pair_transform_net.set_chunk_size(p['pair_chunk_size'])
+        for k, v in p.items(): setattr(self.config, k, v)
         return self
 
     @property
@@ -140,7 +163,7 @@ class LongSequenceDenoiser(nn.Module):
         "Frames (rots [b,l,3,3], trans [b,l,3]) in, updated frames out (Genie's frames-in/frames-out core)."
         if self.config.pair_mode == "dense": return self.dense.forward_frames(rots, trans, t, mask)
         s = self.single_feature_net(t, mask)
-        f_left, f_right = self.pair_feature_net(s, trans, mask)
+        f_left, f_right = self.pair_transform_net(*self.pair_feature_net(s, trans, mask), mask)
         return self.structure_net(s, f_left, f_right, rots, trans, mask)
 
     def forward(self, x_t: Tensor, t: Tensor, mask: Tensor) -> Tensor:
@@ -160,12 +183,17 @@ def model_dims(config: LongSequenceConfig) -> dict:
 
 @dataclass
 class MemoryEstimator:
-    """Peak bytes of a train or sample step of `LongSequenceDenoiser` (SPEC 10.3), from calibrated per-element constants.
-    It models the plain model (no `memory_policy` switches, glibc's default allocator settings); with the switches on,
-    as `from_length` and the CLI set them from 256 residues, it is an upper bound."""
+    """Peak bytes of a train or sample step of `LongSequenceDenoiser` (SPEC 10.3), from calibrated per-element constants,
+    with glibc's mmap threshold pinned (as in the bench). The pair-transform switches of `memory_policy` are modelled:
+    checkpointed layers keep their boundaries and recompute one layer at a time; residue chunks shrink what a layer
+    saves (k_tc instead of k_t) and its backward working set (w_t, measured on chunked layers; an unchunked layer's is
+    taken as w_t k_t / k_tc). Checkpointed structure layers and refinement rank blocks are modelled the same way: saved
+    boundaries plus the largest layer or block recomputed in backward ('recompute')."""
     k_s: float = 23.19; k_f: float = 16.15; k_a: float = 5.77     # saved tensors per element (train), `calibrate_saved`
-    w_train: float = 14.09; w_sample: float = 12.67               # working set of one layer, in units of L(H d̃ + R C), `calibrate_rss`
-    runtime_train: float = 2.84e8; runtime_sample: float = 2.61e8 # bytes: interpreter, torch, allocator, `calibrate_rss`
+    k_t: float = 68.61; k_tc: float = 14.09                        # ... of one pair-transform layer (plain, chunked), per L·R_tot·C
+    w_train: float = 0.0; w_sample: float = 8.10                  # working set of one layer, in units of L(H d̃ + R C), `calibrate_rss`
+    w_t: float = 0.0                                              # backward working set of a chunked pair-transform layer, per L·R_tot·C
+    runtime_train: float = 3.12e8; runtime_sample: float = 2.62e8 # bytes: interpreter, torch, allocator, `calibrate_rss`
 
     def units(self, config: LongSequenceConfig, L: int, batch: int = 1) -> dict:
         "Elements per component before the k factors."
@@ -173,6 +201,8 @@ class MemoryEstimator:
         r, w, n = d['rank_total'], d['ipa_width'], (config.mhc.n_streams if config.use_mhc else 1)
         return {'single': n * L * c.c_s * c.n_structure_layer * batch,
                 'pair_factors': L * r * c.c_p * (c.n_refine_layers + 1) * batch,
+                'pair_transform': L * r * c.c_p * c.n_pair_transform_layer * batch,
+                'pair_layer': L * r * c.c_p * batch * (c.n_pair_transform_layer > 0),
                 'ipa': L * c.n_head_ipa * w * c.n_structure_layer * batch,
                 'layer': L * (c.n_head_ipa * w + r * c.c_p) * batch}
 
@@ -180,11 +210,29 @@ class MemoryEstimator:
         "Bytes per component and 'total' for a train or sample step at length L."
         if mode not in ('train', 'sample'): raise ValueError(f"mode must be 'train' or 'sample', got {mode!r}")
         if config.pair_mode != 'factorized': raise ValueError("MemoryEstimator models pair_mode='factorized'")
-        u, b, P = self.units(config, L, batch), bytes_per_el, model_dims(config)['parameters']
+        c, u, b, dims = config, self.units(config, L, batch), bytes_per_el, model_dims(config)
+        P, r = dims['parameters'], dims['rank_total']
         if mode == 'train':
-            out = {'parameters': P * b, 'gradients': P * 4, 'optimizer': P * 8, 'single': self.k_s * u['single'] * b,
-                   'pair_factors': self.k_f * u['pair_factors'] * b, 'ipa': self.k_a * u['ipa'] * b,
-                   'workspace': self.w_train * u['layer'] * b, 'runtime': self.runtime_train}
+            k_layer = self.k_tc if c.pair_chunk_size is not None else self.k_t
+            w_layer = self.w_t if c.pair_chunk_size is not None else self.w_t * self.k_t / max(self.k_tc, 1e-9)
+            kept = {'single': self.k_s * u['single'], 'pair_factors': self.k_f * u['pair_factors'],
+                    'pair_transform': k_layer * u['pair_transform'], 'ipa': self.k_a * u['ipa']}
+            # checkpointed parts keep their boundaries and recompute one layer (or rank block) at a time in backward;
+            # those recomputations happen one after the other, so only the largest counts towards the peak
+            redo = {}
+            if c.checkpoint_structure:
+                redo['structure'] = (kept['single'] + kept['ipa']) / c.n_structure_layer
+                kept['single'], kept['ipa'] = u['single'], 0.0          # the streams at each layer boundary
+            if c.rank_chunk and c.rank_chunk < r and c.n_refine_layers:
+                per = u['pair_factors'] / (c.n_refine_layers + 1)        # L R_tot C: the feature part runs plain
+                redo['refine'] = self.k_f * per * c.rank_chunk / r
+                kept['pair_factors'] = self.k_f * per + 2 * c.n_refine_layers * per
+            if c.checkpoint_pair_transform:
+                redo['pair_transform'] = k_layer * u['pair_layer']
+                kept['pair_transform'] = 2 * u['pair_transform']        # (f_left, f_right) at each layer boundary
+            out = {'parameters': P * b, 'gradients': P * 4, 'optimizer': P * 8, **{k: v * b for k, v in kept.items()},
+                   'recompute': max(redo.values(), default=0.0) * b,
+                   'workspace': (self.w_train * u['layer'] + w_layer * u['pair_layer']) * b, 'runtime': self.runtime_train}
         else:
             out = {'parameters': P * b, 'workspace': self.w_sample * u['layer'] * b, 'runtime': self.runtime_sample}
         out['total'] = sum(out.values())
@@ -192,11 +240,12 @@ class MemoryEstimator:
 
 # %% ../nbs/10_denoiser.ipynb #6d5b3185
 def saved_bytes_by_component(model: LongSequenceDenoiser, L: int, batch: int = 1, seed: int = 0) -> dict:
-    "Bytes saved for backward by one training loss + backward at length L, split into 'ipa', 'pair_factors', 'single'."
+    "Bytes saved for backward by one training loss + backward at length L, split into 'ipa', 'pair_factors', 'pair_transform', 'single'."
     from genie_long.structure import FlashIPA
     from genie_long.diffusion import GenieSchedule, training_loss
-    groups = [(mod, 'ipa') for mod in model.modules() if isinstance(mod, FlashIPA)] + [(model.pair_feature_net, 'pair_factors')]
-    stack, totals, seen, handles = ['single'], {'single': 0, 'pair_factors': 0, 'ipa': 0}, set(), []
+    groups = [(mod, 'ipa') for mod in model.modules() if isinstance(mod, FlashIPA)] + [(model.pair_feature_net, 'pair_factors'),
+                                                                                       (model.pair_transform_net, 'pair_transform')]
+    stack, totals, seen, handles = ['single'], {'single': 0, 'pair_factors': 0, 'pair_transform': 0, 'ipa': 0}, set(), []
     def enter(name):
         def hook(module, args): stack.append(name)
         return hook
@@ -221,12 +270,17 @@ def saved_bytes_by_component(model: LongSequenceDenoiser, L: int, batch: int = 1
     return totals
 
 def calibrate_saved(config: LongSequenceConfig, lengths=(64, 128, 256)) -> dict:
-    "Fit k_s, k_f, k_a (saved tensors per element) as the slopes of `saved_bytes_by_component` against the unit counts."
+    """Fit k_s, k_f, k_t, k_a (saved tensors per element) as the slopes of `saved_bytes_by_component` against the unit
+    counts; with `config.pair_chunk_size` set, the pair-transform slope is k_tc. Layer checkpointing must be off
+    (it would hide the layers' own tensors)."""
+    if config.checkpoint_pair_transform or config.checkpoint_structure or config.rank_chunk:
+        raise ValueError("calibrate_saved: use a config without layer checkpointing or rank blocks")
     torch.manual_seed(0)
     model, est, ks = LongSequenceDenoiser(config), MemoryEstimator(), {}
     meas = [saved_bytes_by_component(model, L) for L in lengths]
-    for comp, k in (('single', 'k_s'), ('pair_factors', 'k_f'), ('ipa', 'k_a')):
+    for comp, k in (('single', 'k_s'), ('pair_factors', 'k_f'), ('pair_transform', 'k_tc' if config.pair_chunk_size else 'k_t'), ('ipa', 'k_a')):
         u = np.array([est.units(config, L)[comp] * 4 for L in lengths], float)
+        if not u.any(): continue                 # the component is absent (e.g. no pair-transform layers)
         y = np.array([m[comp] for m in meas], float)
         ks[k] = float(np.polyfit(u, y, 1)[0])   # slope: bytes per unit element; the intercept is L-independent
     return ks
@@ -249,26 +303,35 @@ def make_step(model: nn.Module, L: int, mode: str = 'train', batch: int = 1, see
             with torch.no_grad(): model(x0, t, mask)
     return step
 
-def measure_peak_rss(config: LongSequenceConfig, L: int, mode: str = 'train') -> int:
-    "Peak RSS (bytes) of a fresh process that builds the model and runs one step of `mode` at length L."
-    code = (f"import torch\nfrom genie_long.denoiser import LongSequenceDenoiser, LongSequenceConfig, make_step\n"
+def measure_peak_rss(config: LongSequenceConfig, L: int, mode: str = 'train', pin: bool = True) -> int:
+    """Peak RSS (bytes) of a fresh process that builds the model and runs one step of `mode` at length L; with `pin`,
+    glibc's mmap threshold is pinned first (`pin_mmap_threshold`), as `genie-long bench` does."""
+    code = (("from genie_long.reference import pin_mmap_threshold\npin_mmap_threshold()\n" if pin else "") +
+            f"import torch\nfrom genie_long.denoiser import LongSequenceDenoiser, LongSequenceConfig, make_step\n"
             f"torch.manual_seed(0)\nm = LongSequenceDenoiser(LongSequenceConfig(**{asdict(config)!r}))\n"
             f"make_step(m, {L}, {mode!r})()\n")
     return peak_rss_subprocess(code)
 
 def calibrate_rss(config: LongSequenceConfig, lengths=(128, 256), est: MemoryEstimator | None = None) -> MemoryEstimator:
-    "Fit the working-set factors and runtime constants of `est` to measured peak RSS at `lengths`."
+    """Fit working-set factors and runtime constants of `est` to measured peak RSS (mmap threshold pinned) at `lengths`:
+    per mode, one slope and one intercept. Sample: w_sample. Train: w_train on the model without pair-transform layers,
+    then, if `config` has them, w_t (the backward working set of one pair-transform layer) with w_train kept."""
+    from dataclasses import replace
     est = est or MemoryEstimator()
+    if config.n_pair_transform_layer > 0: est = calibrate_rss(replace(config, n_pair_transform_layer=0), lengths, est)
     fit = {}
     for mode in ('train', 'sample'):
+        w_name = 'w_t' if mode == 'train' and config.n_pair_transform_layer > 0 else f'w_{mode}'
+        unit = 'pair_layer' if w_name == 'w_t' else 'layer'
+        probe = MemoryEstimator(**{**asdict(est), w_name: 0.0})
         rows = []
         for L in lengths:
-            e = est.estimate(config, L, mode=mode)
-            known = e['total'] - e['workspace'] - e['runtime']
-            rows.append((est.units(config, L)['layer'] * 4, measure_peak_rss(config, L, mode) - known))
+            e = probe.estimate(config, L, mode=mode)
+            known = e['total'] - e['runtime']
+            rows.append((probe.units(config, L)[unit] * 4, measure_peak_rss(config, L, mode) - known))
         u, y = np.array(rows, float).T
         w, m0 = np.polyfit(u, y, 1)
-        fit[f'w_{mode}'], fit[f'runtime_{mode}'] = max(float(w), 0.0), float(m0)
+        fit[w_name], fit[f'runtime_{mode}'] = max(float(w), 0.0), float(m0)
     return MemoryEstimator(**{**asdict(est), **fit})
 
 # %% ../nbs/10_denoiser.ipynb #39d7933b

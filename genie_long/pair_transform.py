@@ -16,7 +16,7 @@ from .protein import check_prefix_mask
 from .reference import Linear
 from .factorized_pairs import mask_factors, _check_preset
 from .triangle_ops import (FactorizedTriangleMultiplicationOutgoing, FactorizedTriangleMultiplicationIncoming,
-                                     ChunkedTriangleAttentionStartingNode, ChunkedTriangleAttentionEndingNode)
+                                     ChunkedTriangleAttentionStartingNode, ChunkedTriangleAttentionEndingNode, maybe_checkpoint)
 
 # %% ../nbs/03_pair_transform.ipynb #ac7c7933
 def factor_dropout(delta: Tensor, p: float, training: bool = True) -> Tensor:
@@ -64,11 +64,12 @@ class FactorizedPairTransition(nn.Module):
     """Pair transition on factors (AF2 Alg. 15's MLP shape: LN → Linear(c, n c) → ReLU → Linear(n c, c), last layer
     zero-initialised). `preset="exact"`: one MLP per factor side, applied to every (residue, rank) factor;
     `preset="design"`: one MLP of the pooled z_agg = Σ_r F_L + Σ_r F_R, its output / R for every rank of both sides.
-    Returns the residual updates (ΔF_L, ΔF_R)."""
-    def __init__(self, c_p: int, n: int = 4, preset: str = "exact"):
+    Returns the residual updates (ΔF_L, ΔF_R). Both act per residue: with `chunk_size`, residues run in chunks, each
+    recomputed in backward."""
+    def __init__(self, c_p: int, n: int = 4, preset: str = "exact", chunk_size: int | None = None):
         super().__init__()
         _check_preset(preset, "FactorizedPairTransition")
-        self.preset = preset
+        self.preset, self.chunk_size = preset, chunk_size
         mlp = lambda: nn.Sequential(nn.LayerNorm(c_p), Linear(c_p, n * c_p, init="relu", fan="openfold"), nn.ReLU(),
                                     Linear(n * c_p, c_p, init="final"))
         if preset == "exact": self.mlp_left, self.mlp_right = mlp(), mlp()
@@ -76,6 +77,12 @@ class FactorizedPairTransition(nn.Module):
 
     def forward(self, f_left: Tensor, f_right: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         "f_left, f_right [b, l, r, c], mask [b, l] → (ΔF_L, ΔF_R) [b, l, r, c], zero on padding."
+        S, L = self.chunk_size, f_left.shape[1]
+        if S is None or S >= L: return self._part(f_left, f_right, mask)
+        parts = [maybe_checkpoint(self._part, f_left[:, i:i + S], f_right[:, i:i + S], mask[:, i:i + S]) for i in range(0, L, S)]
+        return torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts], 1)
+
+    def _part(self, f_left: Tensor, f_right: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         if self.preset == "exact":
             return mask_factors(self.mlp_left(f_left), mask), mask_factors(self.mlp_right(f_right), mask)
         z = self.mlp(f_left.sum(2) + f_right.sum(2)) / f_left.shape[2]
@@ -105,12 +112,12 @@ class FactorizedPairTransformLayer(nn.Module):
         super().__init__()
         _check_preset(preset, "FactorizedPairTransformLayer")
         self.c_p, self.rank, self.preset, self.tri_dropout = c_p, rank, preset, tri_dropout
-        self.tri_mul_out = FactorizedTriangleMultiplicationOutgoing(c_p, rank, c_hidden_mul, preset)
-        self.tri_mul_in = FactorizedTriangleMultiplicationIncoming(c_p, rank, c_hidden_mul, preset)
+        self.tri_mul_out = FactorizedTriangleMultiplicationOutgoing(c_p, rank, c_hidden_mul, preset, chunk_size=chunk_size)
+        self.tri_mul_in = FactorizedTriangleMultiplicationIncoming(c_p, rank, c_hidden_mul, preset, chunk_size=chunk_size)
         att = lambda cls: cls(c_p, rank, n_head_tri, c_head_tri, preset, chunk_size, c_bias) if include_tri_att else None
         self.tri_att_start = att(ChunkedTriangleAttentionStartingNode)
         self.tri_att_end = att(ChunkedTriangleAttentionEndingNode)
-        self.pair_transition = FactorizedPairTransition(c_p, pair_transition_n, preset)
+        self.pair_transition = FactorizedPairTransition(c_p, pair_transition_n, preset, chunk_size)
         if preset == "exact":
             eye, zero = torch.eye(rank), torch.zeros(rank, rank)
             self.mix_out_left, self.mix_in_left = (nn.Parameter(torch.cat([eye, eye], 1)) for _ in range(2))   # M_L
@@ -144,7 +151,8 @@ class FactorizedPairTransformLayer(nn.Module):
 
 class FactorizedPairTransformNet(nn.Module):
     """`n_layer` stacked `FactorizedPairTransformLayer`s (Genie: 5), entirely on (f_left, f_right). With
-    `checkpoint_layers`, each layer is recomputed in backward (same result; training keeps only the layer boundaries)."""
+    `checkpoint_layers`, each layer is recomputed in backward (same result; training keeps only the layer boundaries);
+    with `chunk_size`, the per-residue work inside a layer runs in residue chunks, each recomputed in backward."""
     def __init__(self, c_p: int, rank: int, n_layer: int = 5, preset: str = "exact", include_tri_att: bool = True,
                  c_hidden_mul: int = 128, n_head_tri: int = 4, c_head_tri: int = 32, c_bias: int = 16,
                  tri_dropout: float = 0.25, pair_transition_n: int = 4, chunk_size: int | None = None,
@@ -155,6 +163,12 @@ class FactorizedPairTransformNet(nn.Module):
         self.layers = nn.ModuleList([FactorizedPairTransformLayer(c_p, rank, preset, include_tri_att, c_hidden_mul, n_head_tri,
                                                                   c_head_tri, c_bias, tri_dropout, pair_transition_n, chunk_size)
                                      for _ in range(n_layer)])
+
+    def set_chunk_size(self, chunk_size: int | None):
+        "Residue chunk of every TriMul and transition and query chunk of every attention (None: whole chains)."
+        for mod in self.modules():
+            if mod is not self and hasattr(mod, "chunk_size"): mod.chunk_size = chunk_size
+        return self
 
     def forward(self, f_left: Tensor, f_right: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         "f_left, f_right [b, l, rank, c_p], mask [b, l] → transformed (f_left, f_right)."
