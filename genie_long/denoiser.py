@@ -190,7 +190,7 @@ class MemoryEstimator:
     taken as w_t k_t / k_tc). Checkpointed structure layers and refinement rank blocks are modelled the same way: saved
     boundaries plus the largest layer or block recomputed in backward ('recompute')."""
     k_s: float = 23.19; k_f: float = 16.15; k_a: float = 5.77     # saved tensors per element (train), `calibrate_saved`
-    k_t: float = 68.61; k_tc: float = 14.09                        # ... of one pair-transform layer (plain, chunked), per L·R_tot·C
+    k_t: float = 72.67; k_tc: float = 14.09                        # ... of one pair-transform layer (plain, chunked), per L·R_tot·C
     w_train: float = 0.0; w_sample: float = 8.10                  # working set of one layer, in units of L(H d̃ + R C), `calibrate_rss`
     w_t: float = 0.0                                              # backward working set of a chunked pair-transform layer, per L·R_tot·C
     runtime_train: float = 3.12e8; runtime_sample: float = 2.62e8 # bytes: interpreter, torch, allocator, `calibrate_rss`
