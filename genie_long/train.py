@@ -86,7 +86,8 @@ def save_checkpoint(learn: DiffusionLearner, path) -> Path:
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     state = {'model': learn.model.state_dict(), 'opt': learn.opt.state_dict(), 'step': learn.step,
              'data': learn.data.state_dict() if hasattr(learn.data, 'state_dict') else None,
-             'rng': torch.get_rng_state(), 'meta': learn.meta}
+             'rng': torch.get_rng_state(), 'meta': learn.meta,
+             'extra': learn.extra_state() if hasattr(learn, 'extra_state') else None}  # a subclass's own state (EMA, scaler, …)
     tmp_path = path.with_name(path.name + '.tmp')
     torch.save(state, tmp_path)
     os.replace(tmp_path, path)
@@ -108,6 +109,7 @@ def resume(learn: DiffusionLearner, ckpt: dict):
     learn.opt.load_state_dict(ckpt['opt'])
     learn.step = ckpt['step']
     if ckpt.get('data') is not None and hasattr(learn.data, 'load_state_dict'): learn.data.load_state_dict(ckpt['data'])
+    if ckpt.get('extra') is not None and hasattr(learn, 'load_extra_state'): learn.load_extra_state(ckpt['extra'])
     torch.set_rng_state(ckpt['rng'])
     return learn
 
