@@ -17,7 +17,9 @@ from .protein import read_chains, save_dataset, structure_format, write_ca, Prot
 from .diffusion import GenieSchedule, sample
 from .reference import GenieDenoiser, reference_config, pin_mmap_threshold
 from .denoiser import LongSequenceDenoiser, long_config, make_step, bench_summary, plot_bench
-from .train import (DiffusionLearner, BatchStream, ProgressCB, MetricsCB, CheckpointCB, LossPlotCB,
+from .training import (ProgressiveTrainingScheduler, CurriculumStream, Stage3TrainingManager, Stage3MetricsCB,
+                                 Stage3ProgressCB, GROWTH_SCHEDULES, PRECISIONS)
+from .train import (DiffusionLearner, BatchStream, CheckpointCB, LossPlotCB,
                               TimeLimitCB, load_checkpoint, resume, read_metrics)
 
 # %% auto #0
@@ -107,12 +109,22 @@ def _device(device: str | None) -> torch.device:
 
 def train_model(out='runs/genie', model: str = 'reference', size: str = 'tiny', data=None, crop: int = 128,
                 steps: int = 1000, batch: int = 8, lr: float = 1e-4, seed: int = 0, ckpt_every: int = 100,
-                resume_run: bool = False, minutes: float | None = None, progress: bool = True, device=None) -> DiffusionLearner:
-    "Train a denoiser on a prepared dataset (default: the bundled demo set); see the section text for the run folder."
+                resume_run: bool = False, minutes: float | None = None, progress: bool = True, device=None,
+                curriculum: str | None = None, min_crop: int = 64, warmup_steps: int | None = None,
+                growth_steps: int | None = None, precision: str = 'fp32', grad_clip: float | None = None,
+                ema: float | None = None, aux_weight: float = 0.0) -> DiffusionLearner:
+    """Train a denoiser on a prepared dataset (default: the bundled demo set) with the Stage 3 trainer; see the section
+    text for the run folder. With `curriculum`, the crop grows from `min_crop` to `crop` (warm-up: a tenth of the
+    steps, growth: half of them, unless given)."""
     for k, v in dict(crop=crop, steps=steps, batch=batch, ckpt_every=ckpt_every).items():
         if v < 1: raise CLIError(f"--{k} must be ≥ 1, got {v}")
     if crop < 3: raise CLIError(f"--crop must be ≥ 3 (frames need 3 residues), got {crop}")
     if not lr > 0: raise CLIError(f"--lr must be > 0, got {lr}")
+    if curriculum is not None and curriculum not in GROWTH_SCHEDULES:
+        raise CLIError(f"--curriculum {curriculum!r}: choose one of {', '.join(GROWTH_SCHEDULES)}")
+    if curriculum is not None and not 3 <= min_crop <= crop: raise CLIError(f"--min_crop must be in 3..--crop ({crop}), got {min_crop}")
+    if precision not in PRECISIONS: raise CLIError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if ema is not None and not 0 < ema < 1: raise CLIError(f"--ema must be a decay in (0, 1), got {ema}")
     out, dev = Path(out), _device(device)
     ckpt_path = out / 'ckpt.pt'
     if ckpt_path.exists() and not resume_run:
@@ -121,23 +133,34 @@ def train_model(out='runs/genie', model: str = 'reference', size: str = 'tiny', 
     torch.manual_seed(seed)
     net, meta = build_model(model, size, L=crop)
     data_path = Path(data) if data else bundled_dataset()
-    stream = BatchStream(ProteinDataset(data_path, max_len=crop), batch_size=batch, seed=seed)
-    meta.update(data=str(data_path), crop=crop, batch=batch, lr=lr, seed=seed)
-    cbs = [MetricsCB(out / 'metrics.csv'), CheckpointCB(ckpt_path, ckpt_every), LossPlotCB(out / 'metrics.csv', out / 'loss.png', ckpt_every)]
-    if progress: cbs.append(ProgressCB())
+    ckpt = load_checkpoint(ckpt_path) if resume_run else None
+    if curriculum is None: stream = BatchStream(ProteinDataset(data_path, max_len=crop), batch_size=batch, seed=seed)
+    else:   # unless given, the phases are the run's own: fractions of the first --steps, kept when a resume extends it
+        first = ckpt['meta'] if ckpt else {}
+        warmup_steps = first.get('warmup_steps', steps // 10) if warmup_steps is None else warmup_steps
+        growth_steps = first.get('growth_steps', steps // 2) if growth_steps is None else growth_steps
+        sched = ProgressiveTrainingScheduler(min_crop, crop, warmup_steps, growth_steps, curriculum)
+        stream = CurriculumStream(ProteinDataset(data_path, max_len=min_crop), sched, batch, seed=seed)
+    meta.update(data=str(data_path), crop=crop, batch=batch, lr=lr, seed=seed, curriculum=curriculum,
+                min_crop=min_crop if curriculum else None, warmup_steps=warmup_steps, growth_steps=growth_steps,
+                precision=precision, grad_clip=grad_clip, ema=ema, aux_weight=aux_weight)
+    cbs = [Stage3MetricsCB(out / 'metrics.csv'), CheckpointCB(ckpt_path, ckpt_every), LossPlotCB(out / 'metrics.csv', out / 'loss.png', ckpt_every)]
+    if progress: cbs.append(Stage3ProgressCB())
     if minutes is not None: cbs.append(TimeLimitCB(minutes * 60))
-    learn = DiffusionLearner(net.to(dev), stream, GenieSchedule().to(dev), lr=lr, cbs=cbs, meta=meta)
+    learn = Stage3TrainingManager(net.to(dev), stream, GenieSchedule().to(dev), lr=lr, precision=precision,
+                                  grad_clip=grad_clip, ema_decay=ema, aux_weight=aux_weight, cbs=cbs, meta=meta)
     if resume_run:
-        ckpt = load_checkpoint(ckpt_path)
         if (ckpt['meta'].get('model'), ckpt['meta'].get('size')) != (model, size):
             raise CLIError(f"{ckpt_path} holds model={ckpt['meta'].get('model')} size={ckpt['meta'].get('size')}, not {model}/{size}")
-        resume(learn, ckpt)
+        try: resume(learn, ckpt)
+        except ValueError as e: raise CLIError(f"{ckpt_path}: {e}; resume with the run's own settings") from None
         if learn.step >= steps: raise CLIError(f"{ckpt_path} is already at step {learn.step} ≥ --steps {steps}")
     out.mkdir(parents=True, exist_ok=True)
     (out / 'config.txt').write_text('\n'.join(f"{k} = {v}" for k, v in meta.items()) + '\n')
     n_params = sum(p.numel() for p in net.parameters())
-    print(f"training {model}/{size} ({n_params:,} parameters) on {data_path.name}: {len(stream.ds)} chains, crop {crop}, "
-          f"batch {batch}, steps {learn.step}→{steps} on {dev}")
+    crops = f"crop {min_crop}→{crop} ({curriculum})" if curriculum else f"crop {crop}"
+    print(f"training {model}/{size} ({n_params:,} parameters) on {data_path.name}: {len(stream.ds)} chains, {crops}, "
+          f"batch {batch}, {precision}, steps {learn.step}→{steps} on {dev}")
     # move batches to the device just before the step
     learn.data = _ToDevice(stream, dev)
     return learn.fit(steps)
@@ -324,9 +347,18 @@ def train(out: Param("run folder (checkpoint, metrics.csv, loss.png)", str) = 'r
           ckpt_every: Param("checkpoint every N steps (and at the end)", int) = 100,
           resume: Param("continue the run in --out from its checkpoint", bool) = False,
           minutes: Param("stop after this many minutes", float) = None,
-          device: Param("cpu, cuda or auto", str) = 'auto'):
+          device: Param("cpu, cuda or auto", str) = 'auto',
+          curriculum: Param("grow the crop from --min_crop to --crop: linear, cosine, exponential (p²) or geometric", str) = None,
+          min_crop: Param("first crop length of the curriculum", int) = 64,
+          warmup_steps: Param("curriculum steps at --min_crop (default: a tenth of --steps)", int) = None,
+          growth_steps: Param("curriculum growth steps (default: half of --steps)", int) = None,
+          precision: Param("fp32, bf16 (CPU or GPU) or fp16 (GPU, dynamic loss scaling)", str) = 'fp32',
+          grad_clip: Param("clip the gradient norm to this value", float) = None,
+          ema: Param("keep EMA weights with this decay, e.g. 0.999", float) = None,
+          aux_weight: Param("weight of the FAPE + dRMSD losses on the denoised estimate (0: Genie's ε-loss only)", float) = 0.0):
     "Train a denoiser with Genie's ε-loss; writes a checkpoint, metrics CSV and loss-curve PNG to --out."
-    train_model(out, model, size, data, crop, steps, batch, lr, seed, ckpt_every, resume, minutes, True, device)
+    train_model(out, model, size, data, crop, steps, batch, lr, seed, ckpt_every, resume, minutes, True, device,
+                curriculum, min_crop, warmup_steps, growth_steps, precision, grad_clip, ema, aux_weight)
 
 @call_parse
 def sample_cmd(ckpt: Param("checkpoint written by train", str),

@@ -150,7 +150,8 @@ class MetricsCB(Callback):
 
 def read_metrics(path) -> list[dict]:
     "Rows of a metrics CSV as dicts of numbers."
-    with open(path) as f: return [{k: (int(v) if k in ('step', 'residues') else float(v)) for k, v in r.items()} for r in csv.DictReader(f)]
+    num = lambda v: int(v) if v.lstrip('-').isdigit() else float(v)     # integer columns stay integers when rewritten
+    with open(path) as f: return [{k: num(v) for k, v in r.items()} for r in csv.DictReader(f)]
 
 class CheckpointCB(Callback):
     "Save the full training state to `path` every `every` steps and when training ends (also after an error)."

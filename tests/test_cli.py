@@ -102,6 +102,29 @@ def test_long_model_train_sample(tmp_path):
     assert (tmp_path / 's' / 'L0040_00.pdb').exists()
 
 
+def test_curriculum_bf16_killed_and_resumed(tmp_path):
+    "Stage 3 options on the bundled data: a cosine curriculum in bf16, killed mid-run (SIGKILL), then resumed."
+    import time
+    run_dir = tmp_path / 'cur'
+    args = ['train', '--model', 'long', '--out', run_dir, '--crop', 48, '--min_crop', 16, '--batch', 2,
+            '--curriculum', 'cosine', '--warmup_steps', 2, '--growth_steps', 8, '--precision', 'bf16', '--ckpt_every', 2,
+            '--device', 'cpu']
+    proc = subprocess.Popen([EXE, *map(str, args + ['--steps', 400])], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while not (run_dir / 'ckpt.pt').exists() and proc.poll() is None and time.time() < deadline: time.sleep(0.5)
+    time.sleep(2)
+    proc.kill(); proc.wait()
+    assert (run_dir / 'ckpt.pt').exists(), proc.stderr.read().decode()
+    r = run(*args, '--steps', 12, '--resume')
+    assert r.returncode == 0, r.stderr
+    assert 'crop 16→48 (cosine)' in r.stdout and 'bf16' in r.stdout
+    import csv
+    rows = list(csv.DictReader(open(run_dir / 'metrics.csv')))
+    assert [int(x['step']) for x in rows] == list(range(1, 13))           # no step lost or repeated
+    assert int(rows[0]['length']) <= 16 < max(int(x['length']) for x in rows)
+    assert_user_error(run(*args, '--steps', 14, '--resume', '--curriculum', 'linear'), 'curriculum')
+
+
 def test_bench_json(tmp_path):
     "bench: both models side by side, fresh processes, machine-readable output with ratios and slopes."
     import json
