@@ -18,7 +18,9 @@ from .diffusion import GenieSchedule, sample
 from .reference import GenieDenoiser, reference_config, pin_mmap_threshold
 from .denoiser import LongSequenceDenoiser, long_config, make_step, bench_summary, plot_bench
 from .training import (ProgressiveTrainingScheduler, CurriculumStream, Stage3TrainingManager, Stage3MetricsCB,
-                                 Stage3ProgressCB, GROWTH_SCHEDULES, PRECISIONS)
+                                 Stage3ProgressCB, GROWTH_SCHEDULES, PRECISIONS, DynamicBatchSize, split_dataset,
+                                 validation_batch, ValidationCB)
+from .denoiser import MemoryEstimator
 from .train import (DiffusionLearner, BatchStream, CheckpointCB, LossPlotCB,
                               TimeLimitCB, load_checkpoint, resume, read_metrics)
 
@@ -112,10 +114,13 @@ def train_model(out='runs/genie', model: str = 'reference', size: str = 'tiny', 
                 resume_run: bool = False, minutes: float | None = None, progress: bool = True, device=None,
                 curriculum: str | None = None, min_crop: int = 64, warmup_steps: int | None = None,
                 growth_steps: int | None = None, precision: str = 'fp32', grad_clip: float | None = None,
-                ema: float | None = None, aux_weight: float = 0.0) -> DiffusionLearner:
+                ema: float | None = None, aux_weight: float | None = None, memory_gb: float | None = None,
+                val_every: int = 0, val_fraction: float = 0.1) -> DiffusionLearner:
     """Train a denoiser on a prepared dataset (default: the bundled demo set) with the Stage 3 trainer; see the section
     text for the run folder. With `curriculum`, the crop grows from `min_crop` to `crop` (warm-up: a tenth of the
-    steps, growth: half of them, unless given)."""
+    steps, growth: half of them, unless given). `memory_gb` (long model) sizes each batch with `DynamicBatchSize` from
+    `MemoryEstimator`, `batch` being the largest. `val_every` holds out `val_fraction` of the structures and logs the
+    validation ε-loss to `val.csv`. `aux_weight` defaults to 0 for the reference (Genie) and 0.02 for the long model."""
     for k, v in dict(crop=crop, steps=steps, batch=batch, ckpt_every=ckpt_every).items():
         if v < 1: raise CLIError(f"--{k} must be ≥ 1, got {v}")
     if crop < 3: raise CLIError(f"--crop must be ≥ 3 (frames need 3 residues), got {crop}")
@@ -125,6 +130,10 @@ def train_model(out='runs/genie', model: str = 'reference', size: str = 'tiny', 
     if curriculum is not None and not 3 <= min_crop <= crop: raise CLIError(f"--min_crop must be in 3..--crop ({crop}), got {min_crop}")
     if precision not in PRECISIONS: raise CLIError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     if ema is not None and not 0 < ema < 1: raise CLIError(f"--ema must be a decay in (0, 1), got {ema}")
+    if memory_gb is not None and (model != 'long' or not memory_gb > 0):
+        raise CLIError(f"--memory_gb needs --model long (the estimator models the factorised model) and a positive budget, got {model}, {memory_gb}")
+    if val_every < 0 or not 0 < val_fraction < 1: raise CLIError(f"--val_every must be ≥ 0 and --val_fraction in (0, 1), got {val_every}, {val_fraction}")
+    if aux_weight is None: aux_weight = 0.02 if model == 'long' else 0.0
     out, dev = Path(out), _device(device)
     ckpt_path = out / 'ckpt.pt'
     if ckpt_path.exists() and not resume_run:
@@ -134,18 +143,31 @@ def train_model(out='runs/genie', model: str = 'reference', size: str = 'tiny', 
     net, meta = build_model(model, size, L=crop)
     data_path = Path(data) if data else bundled_dataset()
     ckpt = load_checkpoint(ckpt_path) if resume_run else None
-    if curriculum is None: stream = BatchStream(ProteinDataset(data_path, max_len=crop), batch_size=batch, seed=seed)
+    train_path = data_path
+    if val_every:   # held-out structures (a stable split, so a resumed run sees the same one)
+        train_path, val_path = split_dataset(data_path, out / 'split', val_fraction)
+        val_cb = ValidationCB(validation_batch(val_path, crop=min(crop, 128), max_chains=32), out / 'val.csv', val_every)
+    if memory_gb is not None:
+        est, cfg = MemoryEstimator(), net.config
+        fixed = est.estimate(cfg, 64)
+        fixed = fixed['parameters'] + fixed['gradients'] + fixed['optimizer'] + fixed['runtime']
+        batch = DynamicBatchSize(memory_gb * 2**30, fixed, lambda L: est.estimate(cfg, L)['total'] - fixed, max_batch=batch)
+    if curriculum is None:
+        if memory_gb is not None: batch = batch.get_batch_size(crop)
+        stream = BatchStream(ProteinDataset(train_path, max_len=crop), batch_size=batch, seed=seed)
     else:   # unless given, the phases are the run's own: fractions of the first --steps, kept when a resume extends it
         first = ckpt['meta'] if ckpt else {}
         warmup_steps = first.get('warmup_steps', steps // 10) if warmup_steps is None else warmup_steps
         growth_steps = first.get('growth_steps', steps // 2) if growth_steps is None else growth_steps
         sched = ProgressiveTrainingScheduler(min_crop, crop, warmup_steps, growth_steps, curriculum)
-        stream = CurriculumStream(ProteinDataset(data_path, max_len=min_crop), sched, batch, seed=seed)
-    meta.update(data=str(data_path), crop=crop, batch=batch, lr=lr, seed=seed, curriculum=curriculum,
+        stream = CurriculumStream(ProteinDataset(train_path, max_len=min_crop), sched, batch, seed=seed)
+    meta.update(data=str(data_path), crop=crop, batch=batch if isinstance(batch, int) else f"dynamic (≤{batch.max_batch}, {memory_gb} GB)",
+                lr=lr, seed=seed, curriculum=curriculum, val_every=val_every, val_fraction=val_fraction if val_every else None,
                 min_crop=min_crop if curriculum else None, warmup_steps=warmup_steps, growth_steps=growth_steps,
                 precision=precision, grad_clip=grad_clip, ema=ema, aux_weight=aux_weight)
     cbs = [Stage3MetricsCB(out / 'metrics.csv'), CheckpointCB(ckpt_path, ckpt_every), LossPlotCB(out / 'metrics.csv', out / 'loss.png', ckpt_every)]
     if progress: cbs.append(Stage3ProgressCB())
+    if val_every: cbs.append(val_cb)
     if minutes is not None: cbs.append(TimeLimitCB(minutes * 60))
     learn = Stage3TrainingManager(net.to(dev), stream, GenieSchedule().to(dev), lr=lr, precision=precision,
                                   grad_clip=grad_clip, ema_decay=ema, aux_weight=aux_weight, cbs=cbs, meta=meta)
@@ -160,7 +182,7 @@ def train_model(out='runs/genie', model: str = 'reference', size: str = 'tiny', 
     n_params = sum(p.numel() for p in net.parameters())
     crops = f"crop {min_crop}→{crop} ({curriculum})" if curriculum else f"crop {crop}"
     print(f"training {model}/{size} ({n_params:,} parameters) on {data_path.name}: {len(stream.ds)} chains, {crops}, "
-          f"batch {batch}, {precision}, steps {learn.step}→{steps} on {dev}")
+          f"batch {meta['batch']}, {precision}, steps {learn.step}→{steps} on {dev}")
     # move batches to the device just before the step
     learn.data = _ToDevice(stream, dev)
     return learn.fit(steps)
@@ -355,10 +377,14 @@ def train(out: Param("run folder (checkpoint, metrics.csv, loss.png)", str) = 'r
           precision: Param("fp32, bf16 (CPU or GPU) or fp16 (GPU, dynamic loss scaling)", str) = 'fp32',
           grad_clip: Param("clip the gradient norm to this value", float) = None,
           ema: Param("keep EMA weights with this decay, e.g. 0.999", float) = None,
-          aux_weight: Param("weight of the FAPE + dRMSD losses on the denoised estimate (0: Genie's ε-loss only)", float) = 0.0):
+          aux_weight: Param("weight of FAPE + dRMSD on the denoised estimate (default: 0 for reference, 0.02 for long)", float) = None,
+          memory_gb: Param("long model: size each batch to this memory budget (--batch is the largest)", float) = None,
+          val_every: Param("validation ε-loss on held-out structures every N steps, to val.csv (0: off)", int) = 0,
+          val_fraction: Param("fraction of structures held out when --val_every is set", float) = 0.1):
     "Train a denoiser with Genie's ε-loss; writes a checkpoint, metrics CSV and loss-curve PNG to --out."
     train_model(out, model, size, data, crop, steps, batch, lr, seed, ckpt_every, resume, minutes, True, device,
-                curriculum, min_crop, warmup_steps, growth_steps, precision, grad_clip, ema, aux_weight)
+                curriculum, min_crop, warmup_steps, growth_steps, precision, grad_clip, ema, aux_weight, memory_gb,
+                val_every, val_fraction)
 
 @call_parse
 def sample_cmd(ckpt: Param("checkpoint written by train", str),

@@ -4,9 +4,10 @@
 
 # %% ../nbs/00c_train.ipynb #021f9a82
 from __future__ import annotations
-import csv, os, time
+import csv, os, random, time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -86,7 +87,7 @@ def save_checkpoint(learn: DiffusionLearner, path) -> Path:
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     state = {'model': learn.model.state_dict(), 'opt': learn.opt.state_dict(), 'step': learn.step,
              'data': learn.data.state_dict() if hasattr(learn.data, 'state_dict') else None,
-             'rng': torch.get_rng_state(), 'meta': learn.meta,
+             'rng': torch.get_rng_state(), 'rng_numpy': np.random.get_state(), 'rng_python': random.getstate(), 'meta': learn.meta,
              'extra': learn.extra_state() if hasattr(learn, 'extra_state') else None}  # a subclass's own state (EMA, scaler, …)
     tmp_path = path.with_name(path.name + '.tmp')
     torch.save(state, tmp_path)
@@ -111,6 +112,7 @@ def resume(learn: DiffusionLearner, ckpt: dict):
     if ckpt.get('data') is not None and hasattr(learn.data, 'load_state_dict'): learn.data.load_state_dict(ckpt['data'])
     if ckpt.get('extra') is not None and hasattr(learn, 'load_extra_state'): learn.load_extra_state(ckpt['extra'])
     torch.set_rng_state(ckpt['rng'])
+    if 'rng_numpy' in ckpt: np.random.set_state(ckpt['rng_numpy']); random.setstate(ckpt['rng_python'])
     return learn
 
 # %% ../nbs/00c_train.ipynb #041e5027
