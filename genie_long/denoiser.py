@@ -195,9 +195,9 @@ class MemoryEstimator:
     w_t: float = 0.0                                              # backward working set of a chunked pair-transform layer, per L·R_tot·C
     runtime_train: float = 3.12e8; runtime_sample: float = 2.62e8 # bytes: interpreter, torch, allocator, `calibrate_rss`
 
-    def units(self, config: LongSequenceConfig, L: int, batch: int = 1) -> dict:
-        "Elements per component before the k factors."
-        c, d = config, model_dims(config)
+    def units(self, config: LongSequenceConfig, L: int, batch: int = 1, dims: dict | None = None) -> dict:
+        "Elements per component before the k factors (`dims`: `model_dims(config)`, if already at hand)."
+        c, d = config, dims or model_dims(config)
         r, w, n = d['rank_total'], d['ipa_width'], (config.mhc.n_streams if config.use_mhc else 1)
         return {'single': n * L * c.c_s * c.n_structure_layer * batch,
                 'pair_factors': L * r * c.c_p * (c.n_refine_layers + 1) * batch,
@@ -210,7 +210,8 @@ class MemoryEstimator:
         "Bytes per component and 'total' for a train or sample step at length L."
         if mode not in ('train', 'sample'): raise ValueError(f"mode must be 'train' or 'sample', got {mode!r}")
         if config.pair_mode != 'factorized': raise ValueError("MemoryEstimator models pair_mode='factorized'")
-        c, u, b, dims = config, self.units(config, L, batch), bytes_per_el, model_dims(config)
+        c, b, dims = config, bytes_per_el, model_dims(config)     # builds the model on the meta device: once per call
+        u = self.units(config, L, batch, dims)
         P, r = dims['parameters'], dims['rank_total']
         if mode == 'train':
             k_layer = self.k_tc if c.pair_chunk_size is not None else self.k_t

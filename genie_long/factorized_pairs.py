@@ -264,15 +264,21 @@ class FactorizedTemplate(nn.Module):
         return mask_factors(torch.cat(fl, 2), mask), mask_factors(torch.cat(fr, 2), mask)
 
 # %% ../nbs/01_factorized_pairs.ipynb #f641c378
-def sdpa_padded(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None = None, scale: float | None = None) -> Tensor:
+def sdpa_padded(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None = None, scale: float | None = None,
+                chunk_size: int | None = None) -> Tensor:
     """`scaled_dot_product_attention` with q, k, v zero-padded to one head width, a multiple of 8 (a v width that differs
     from q/k's makes SDPA fall back to the O(L²) math path), and an optional boolean key mask broadcastable to
-    [..., 1, l] (True = attend). q, k [..., l, d_qk], v [..., l, d_v] → [..., l, d_v]. `scale` defaults to 1/sqrt(d_qk)."""
+    [..., 1, l] (True = attend). q, k [..., l, d_qk], v [..., l, d_v] → [..., l, d_v]. `scale` defaults to 1/sqrt(d_qk).
+    `chunk_size` runs the queries in blocks (padding once, not per block), which bounds the math path's transient."""
     d_qk, d_v = q.shape[-1], v.shape[-1]
     width = -(-max(d_qk, d_v) // 8) * 8
     pad = lambda t: F.pad(t, (0, width - t.shape[-1])) if t.shape[-1] != width else t
     scale = 1 / math.sqrt(d_qk) if scale is None else scale   # zero padding must not change the temperature
-    o = F.scaled_dot_product_attention(pad(q), pad(k), pad(v), attn_mask=key_mask, scale=scale)
+    q, k, v = pad(q), pad(k), pad(v)
+    attend = lambda qq: F.scaled_dot_product_attention(qq, k, v, attn_mask=key_mask, scale=scale)
+    L = q.shape[-2]
+    if chunk_size is None or chunk_size >= L: o = attend(q)
+    else: o = torch.cat([attend(q[..., i:i + chunk_size, :]) for i in range(0, L, chunk_size)], -2)
     return o if width == d_v else o[..., :d_v]
 
 class FactorCrossAttention(nn.Module):

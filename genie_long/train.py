@@ -144,11 +144,13 @@ class MetricsCB(Callback):
         with open(self.path, 'w', newline='') as f:
             w = csv.DictWriter(f, self.fields); w.writeheader(); w.writerows(rows)
         self.t0 = time.time() - (rows[-1]['seconds'] if rows else 0.0)
+    def row(self) -> dict:
+        "The values of `fields` after a step (a subclass adds its own columns here)."
+        return {'step': self.learn.step, 'loss': f"{self.learn.loss.item():.6f}", 'lr': self.learn.opt.param_groups[0]['lr'],
+                'seconds': f"{time.time() - self.t0:.2f}", 'residues': int(self.learn.batch['mask'].sum())}
     def after_step(self):
         if self.learn.step % self.every: return
-        row = {'step': self.learn.step, 'loss': f"{self.learn.loss.item():.6f}", 'lr': self.learn.opt.param_groups[0]['lr'],
-               'seconds': f"{time.time() - self.t0:.2f}", 'residues': int(self.learn.batch['mask'].sum())}
-        with open(self.path, 'a', newline='') as f: csv.DictWriter(f, self.fields).writerow(row)
+        with open(self.path, 'a', newline='') as f: csv.DictWriter(f, self.fields).writerow(self.row())
 
 def read_metrics(path) -> list[dict]:
     "Rows of a metrics CSV as dicts of numbers."

@@ -69,9 +69,14 @@ class DynamicBatchSize:
         if max_batch < 1: raise ValueError(f"DynamicBatchSize: max_batch must be >= 1, got {max_batch}")
         self.budget_bytes, self.fixed_bytes, self.sample_bytes = budget_bytes, fixed_bytes, sample_bytes
         self.max_batch, self.tokens, self.safety = max_batch, tokens, safety
+        self._sizes = {}   # L → B: a curriculum asks every step, and sample_bytes (an estimator) is not free
 
     def get_batch_size(self, L: int) -> int:
         "The batch size for crop length L."
+        if L not in self._sizes: self._sizes[L] = self._size(L)
+        return self._sizes[L]
+
+    def _size(self, L: int) -> int:
         if self.tokens is not None: return max(1, min(self.max_batch, self.tokens // L))
         room, per = self.safety * self.budget_bytes - self.fixed_bytes, self.sample_bytes(L)
         if room < per:
@@ -190,7 +195,8 @@ def auxiliary_structure_loss(x_t: Tensor, eps_hat: Tensor, x0: Tensor, alpha_bar
 import hashlib
 from pathlib import Path
 from .protein import load_chains, save_dataset, collate_chains
-from .diffusion import GenieSchedule, q_sample, eps_loss
+from .diffusion import GenieSchedule, q_sample, eps_loss, noised_prediction
+from .protein import centre_coords
 
 def _held_out(name: str, val_fraction: float) -> bool:
     "Whether a structure is held out: a stable hash of its name, not a random draw."
@@ -363,11 +369,10 @@ class CurriculumStream:
     def __init__(self, dataset: ProteinDataset, scheduler: ProgressiveTrainingScheduler, batch_size, seed: int = 0):
         if len(dataset) == 0: raise ValueError("the dataset is empty")
         self.ds, self.scheduler, self.batch_size, self.seed, self.count = dataset, scheduler, batch_size, seed, 0
-        self.length = scheduler.get_max_length(0)
     def __iter__(self): return self
     def __next__(self) -> dict:
-        self.length = self.ds.max_len = self.scheduler.get_max_length(self.count)
-        b = self.batch_size if isinstance(self.batch_size, int) else self.batch_size.get_batch_size(self.length)
+        L = self.ds.max_len = self.scheduler.get_max_length(self.count)
+        b = self.batch_size if isinstance(self.batch_size, int) else self.batch_size.get_batch_size(L)
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.count)
         idx = torch.randint(len(self.ds), (b,), generator=g).tolist()
         self.count += 1
@@ -382,17 +387,14 @@ def stage3_loss(model, schedule: GenieSchedule, x0: Tensor, mask: Tensor, aux_we
                 losses: ChunkedLossComputation | None = None, generator: torch.Generator | None = None) -> Tensor:
     """Genie's ε-loss (the same draws as `training_loss`) plus `aux_weight` · 1[ᾱ ≥ 0.25] (FAPE + dRMSD) on x̂0
     (SPEC 5.2, use in training). With `aux_weight=0` it is exactly `training_loss`."""
-    m = mask.to(x0.dtype)
-    dev = generator.device if generator is not None else x0.device
-    k = torch.randint(0, len(schedule), (x0.shape[0],), generator=generator, device=dev).to(x0.device)
-    x_t, eps = q_sample(schedule, x0, k, mask, generator=generator)
-    eps_hat = model(x_t, schedule.timesteps.to(x0.device)[k], m)
-    loss = eps_loss(eps_hat, eps, m)
+    d = noised_prediction(model, schedule, x0, mask, generator)
+    m = d['m']
+    loss = eps_loss(d['eps_hat'], d['eps'], m)
     if aux_weight:
         with torch.autocast(device_type=x0.device.type, enabled=False):   # losses in fp32 (SPEC 5.3)
-            x0c = x0 - (x0 * m[..., None]).sum(1, keepdim=True) / m.sum(1).clamp(min=1)[:, None, None]
-            loss = loss + aux_weight * auxiliary_structure_loss(x_t.float(), eps_hat.float(), (x0c * m[..., None]).float(),
-                                                                schedule.alpha_bars.to(x0.device)[k], m.float(), losses)
+            x0c = centre_coords(x0, m)                                    # the trace q_sample noised
+            loss = loss + aux_weight * auxiliary_structure_loss(d['x_t'].float(), d['eps_hat'].float(), x0c.float(),
+                                                                schedule.alpha_bars.to(x0.device)[d['k']], m.float(), losses)
     return loss
 
 class Stage3TrainingManager(DiffusionLearner):
@@ -426,14 +428,10 @@ class Stage3TrainingManager(DiffusionLearner):
 class Stage3MetricsCB(MetricsCB):
     "`MetricsCB` with Stage 3's columns: crop length, batch size, gradient norm, skipped flag and count, loss scale."
     fields = MetricsCB.fields + ['length', 'batch', 'grad_norm', 'skipped', 'skipped_total', 'scale']
-    def after_step(self):
-        if self.learn.step % self.every: return
-        o, b = self.learn.last, self.learn.batch
-        row = {'step': self.learn.step, 'loss': f"{o['loss']:.6f}", 'lr': self.learn.opt.param_groups[0]['lr'],
-               'seconds': f"{time.time() - self.t0:.2f}", 'residues': int(b['mask'].sum()), 'length': b['mask'].shape[1],
-               'batch': b['mask'].shape[0], 'grad_norm': f"{o['grad_norm']:.4g}", 'skipped': int(o['skipped']),
-               'skipped_total': self.learn.trainer.skipped, 'scale': o['scale']}
-        with open(self.path, 'a', newline='') as f: csv.DictWriter(f, self.fields).writerow(row)
+    def row(self) -> dict:
+        o, (b, L) = self.learn.last, self.learn.batch['mask'].shape
+        return {**super().row(), 'length': L, 'batch': b, 'grad_norm': f"{o['grad_norm']:.4g}", 'skipped': int(o['skipped']),
+                'skipped_total': self.learn.trainer.skipped, 'scale': o['scale']}
 
 class Stage3ProgressCB(ProgressCB):
     "The progress bar, with the loss (moving average), the current crop length and the skipped-step count."

@@ -16,7 +16,7 @@ from torch.utils.checkpoint import checkpoint
 from einops import rearrange, einsum, repeat
 from .protein import check_prefix_mask
 from .reference import Linear
-from .factorized_pairs import mask_factors, _check_preset
+from .factorized_pairs import mask_factors, sdpa_padded, _check_preset
 
 # %% ../nbs/02_triangle_ops.ipynb #1776aa91
 def triangle_contract(a_left: Tensor, a_right: Tensor, b_left: Tensor, b_right: Tensor, mask: Tensor,
@@ -173,12 +173,7 @@ class ChunkedTriangleAttention(nn.Module):
         "SDPA with scale 1 over query chunks; q, k [b, h, l, d̃], v [b, h, l, d] → [b, h, l, d]."
         key = mask.bool()
         key = key | ~key.any(-1, keepdim=True)   # a sample with no valid residue attends anywhere; its output is masked
-        key = key[:, None, None, :]
-        d_v, width = v.shape[-1], -(-max(q.shape[-1], v.shape[-1]) // 8) * 8
-        q, k, v = (F.pad(t, (0, width - t.shape[-1])) for t in (q, k, v))   # pad once, not per chunk (see sdpa_padded)
-        S = q.shape[2] if self.chunk_size is None else self.chunk_size
-        o = [F.scaled_dot_product_attention(q[:, :, i:i + S], k, v, attn_mask=key, scale=1.0) for i in range(0, q.shape[2], S)]
-        return torch.cat(o, 2)[..., :d_v]
+        return sdpa_padded(q, k, v, key[:, None, None, :], scale=1.0, chunk_size=self.chunk_size)
 
     def qkv(self, f_left: Tensor, f_right: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         "The node features x `[b, l, c]` and the folded q̃, k̃ `[b, h, l, d̃]` and v `[b, h, l, d]` of SDPA (scale 1)."
