@@ -16,7 +16,8 @@ from fastcore.script import call_parse, anno_parser, Param
 from .protein import read_chains, save_dataset, structure_format, write_ca, ProteinDataset
 from .diffusion import GenieSchedule, sample
 from .reference import GenieDenoiser, reference_config, pin_mmap_threshold
-from .denoiser import LongSequenceDenoiser, long_config, make_step, bench_summary, plot_bench
+from .denoiser import LongSequenceDenoiser, long_config, make_step, bench_summary, plot_bench, checkpoint_switches
+from .compression import CheckpointConfig, SHARING
 from .training import (ProgressiveTrainingScheduler, CurriculumStream, Stage3TrainingManager, Stage3MetricsCB,
                                  Stage3ProgressCB, GROWTH_SCHEDULES, PRECISIONS, DynamicBatchSize, split_dataset,
                                  validation_batch, ValidationCB)
@@ -25,25 +26,33 @@ from .train import (DiffusionLearner, BatchStream, CheckpointCB, LossPlotCB,
                               TimeLimitCB, load_checkpoint, resume, read_metrics)
 
 # %% auto #0
-__all__ = ['MODELS', 'COMMANDS', 'CLIError', 'build_model', 'model_from_checkpoint', 'bundled_dataset', 'find_structures',
-           'prepare_dataset', 'print_prepare_report', 'train_model', 'ca_ca_stats', 'plot_traces', 'sample_backbones',
-           'run_demo', 'bench_step', 'run_bench', 'print_bench_summary', 'prepare', 'train', 'sample_cmd', 'demo',
-           'bench', 'main']
+__all__ = ['MODELS', 'BENCH_VARIANTS', 'COMMANDS', 'CLIError', 'build_model', 'model_from_checkpoint', 'bundled_dataset',
+           'find_structures', 'prepare_dataset', 'print_prepare_report', 'train_model', 'ca_ca_stats', 'plot_traces',
+           'sample_backbones', 'run_demo', 'bench_step', 'run_bench', 'print_bench_summary', 'prepare', 'train',
+           'sample_cmd', 'demo', 'bench', 'main']
 
 # %% ../nbs/12_cli.ipynb #6bc74c54
 class CLIError(Exception): "A user mistake: reported as one line, exit status 2."
 
 MODELS = {'reference': (reference_config, GenieDenoiser), 'long': (long_config, LongSequenceDenoiser)}
 
-def build_model(name: str = 'reference', size: str = 'tiny', L: int | None = None):
-    """Build a registered denoiser at a named size; `L`, the working length, lets a model that adapts to length
-    (the long model's rank and memory switches) do so. Returns `(model, meta)`; `meta` goes into checkpoints."""
+# bench-only variants of the long model: (registered model, config overrides)
+BENCH_VARIANTS = {'long-sparse': ('long', dict(pair_mode='sparse')),
+                  'long-nockpt': ('long', checkpoint_switches(CheckpointConfig(enabled=False))),
+                  'long-shared': ('long', dict(sharing='universal'))}
+
+def build_model(name: str = 'reference', size: str = 'tiny', L: int | None = None, **overrides):
+    """Build a registered denoiser (or a bench variant) at a named size, with optional config field `overrides`; `L`,
+    the working length, lets a model that adapts to length (the long model's rank and memory switches) do so.
+    Returns `(model, meta)`; `meta` goes into checkpoints."""
+    if name in BENCH_VARIANTS: name, overrides = BENCH_VARIANTS[name][0], {**BENCH_VARIANTS[name][1], **overrides}
     if name not in MODELS: raise CLIError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
     config_fn, cls = MODELS[name]
     adapts = 'L' in inspect.signature(config_fn).parameters
-    try: cfg = config_fn(size, L=L) if adapts and L is not None else config_fn(size)
-    except (KeyError, ValueError) as e: raise CLIError(f"unknown size {size!r} for model {name!r} ({e})") from None
-    return cls(cfg), {'model': name, 'size': size, 'config': asdict(cfg)}
+    try: cfg = config_fn(size, L=L, **overrides) if adapts and L is not None else config_fn(size, **overrides)
+    except KeyError as e: raise CLIError(f"unknown size {size!r} for model {name!r} ({e})") from None
+    except (TypeError, ValueError) as e: raise CLIError(f"model {name!r}, size {size!r}: {e}") from None
+    return cls(cfg), {'model': name, 'size': size, 'config': asdict(cfg), 'overrides': overrides}
 
 def model_from_checkpoint(path):
     "Rebuild the model stored in a checkpoint (eval mode, CPU). Returns `(model, ckpt)`."
@@ -115,12 +124,15 @@ def train_model(out='runs/genie', model: str = 'reference', size: str = 'tiny', 
                 curriculum: str | None = None, min_crop: int = 64, warmup_steps: int | None = None,
                 growth_steps: int | None = None, precision: str = 'fp32', grad_clip: float | None = None,
                 ema: float | None = None, aux_weight: float | None = None, memory_gb: float | None = None,
-                val_every: int = 0, val_fraction: float = 0.1) -> DiffusionLearner:
+                val_every: int = 0, val_fraction: float = 0.1, pair_mode: str | None = None,
+                sharing: str | None = None) -> DiffusionLearner:
     """Train a denoiser on a prepared dataset (default: the bundled demo set) with the Stage 3 trainer; see the section
     text for the run folder. With `curriculum`, the crop grows from `min_crop` to `crop` (warm-up: a tenth of the
     steps, growth: half of them, unless given). `memory_gb` (long model) sizes each batch with `DynamicBatchSize` from
     `MemoryEstimator`, `batch` being the largest. `val_every` holds out `val_fraction` of the structures and logs the
-    validation ε-loss to `val.csv`. `aux_weight` defaults to 0 for the reference (Genie) and 0.02 for the long model."""
+    validation ε-loss to `val.csv`. `aux_weight` defaults to 0 for the reference (Genie) and 0.02 for the long model.
+    `pair_mode` ('factorized' or 'sparse') and `sharing` (structure-layer weight sharing) configure the long model; a
+    resumed run keeps the ones it was started with."""
     for k, v in dict(crop=crop, steps=steps, batch=batch, ckpt_every=ckpt_every).items():
         if v < 1: raise CLIError(f"--{k} must be ≥ 1, got {v}")
     if crop < 3: raise CLIError(f"--crop must be ≥ 3 (frames need 3 residues), got {crop}")
@@ -133,16 +145,23 @@ def train_model(out='runs/genie', model: str = 'reference', size: str = 'tiny', 
     if memory_gb is not None and (model != 'long' or not memory_gb > 0):
         raise CLIError(f"--memory_gb needs --model long (the estimator models the factorised model) and a positive budget, got {model}, {memory_gb}")
     if val_every < 0 or not 0 < val_fraction < 1: raise CLIError(f"--val_every must be ≥ 0 and --val_fraction in (0, 1), got {val_every}, {val_fraction}")
+    if pair_mode not in (None, 'factorized', 'sparse'): raise CLIError(f"--pair_mode must be factorized or sparse, got {pair_mode!r}")
+    if sharing not in (None, *SHARING): raise CLIError(f"--sharing must be one of {', '.join(SHARING)}, got {sharing!r}")
+    overrides = {k: v for k, v in dict(pair_mode=pair_mode, sharing=sharing).items() if v is not None}
+    if overrides and model != 'long': raise CLIError(f"--pair_mode and --sharing configure --model long, not {model}")
+    if memory_gb is not None and overrides.get('pair_mode') == 'sparse':
+        raise CLIError("--memory_gb: the memory estimator models the factorised pairs, not --pair_mode sparse")
     if aux_weight is None: aux_weight = 0.02 if model == 'long' else 0.0
     out, dev = Path(out), _device(device)
     ckpt_path = out / 'ckpt.pt'
     if ckpt_path.exists() and not resume_run:
         raise CLIError(f"{ckpt_path} exists: pass --resume to continue that run, or choose another --out")
     if resume_run and not ckpt_path.exists(): raise CLIError(f"--resume: no checkpoint at {ckpt_path}")
-    torch.manual_seed(seed)
-    net, meta = build_model(model, size, L=crop)
-    data_path = Path(data) if data else bundled_dataset()
     ckpt = load_checkpoint(ckpt_path) if resume_run else None
+    if ckpt: overrides = {**ckpt['meta'].get('overrides', {}), **overrides}    # the run's own model settings
+    torch.manual_seed(seed)
+    net, meta = build_model(model, size, L=crop, **overrides)
+    data_path = Path(data) if data else bundled_dataset()
     train_path = data_path
     if val_every:   # held-out structures (a stable split, so a resumed run sees the same one)
         train_path, val_path = split_dataset(data_path, out / 'split', val_fraction)
@@ -312,7 +331,8 @@ def run_bench(models=('reference', 'long'), lengths=(128, 256, 384, 512, 1024, 2
     "Benchmark models side by side, one fresh subprocess per (model, L, mode); writes bench.csv and bench.png."
     import csv, tempfile
     for m in models:
-        if m not in MODELS: raise CLIError(f"unknown model {m!r}; choose from {sorted(MODELS)}")
+        if m not in MODELS and m not in BENCH_VARIANTS:
+            raise CLIError(f"unknown model {m!r}; choose from {sorted(MODELS) + sorted(BENCH_VARIANTS)}")
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     rows, capped = [], {}
     for mode in modes:
@@ -333,7 +353,7 @@ def run_bench(models=('reference', 'long'), lengths=(128, 256, 384, 512, 1024, 2
                 if verbose:
                     msg = (f"peak {row['peak_rss'] / 2**30:6.2f} GB  step {row['median_s']:8.2f} s" if status == 'ok'
                            else f"{status}{': ' + row.get('error', '') if status == 'error' else ''}")
-                    print(f"{mode:6s} {m:10s} L={L:5d}  {msg}", flush=True)
+                    print(f"{mode:6s} {m:11s} L={L:5d}  {msg}", flush=True)
     fields = ['model', 'size', 'L', 'mode', 'status', 'peak_rss', 'base_rss', 'median_s', 'steps', 'error']
     with open(out / 'bench.csv', 'w', newline='') as f:
         w = csv.DictWriter(f, fields, extrasaction='ignore'); w.writeheader(); w.writerows(rows)
@@ -380,11 +400,13 @@ def train(out: Param("run folder (checkpoint, metrics.csv, loss.png)", str) = 'r
           aux_weight: Param("weight of FAPE + dRMSD on the denoised estimate (default: 0 for reference, 0.02 for long)", float) = None,
           memory_gb: Param("long model: size each batch to this memory budget (--batch is the largest)", float) = None,
           val_every: Param("validation ε-loss on held-out structures every N steps, to val.csv (0: off)", int) = 0,
-          val_fraction: Param("fraction of structures held out when --val_every is set", float) = 0.1):
+          val_fraction: Param("fraction of structures held out when --val_every is set", float) = 0.1,
+          pair_mode: Param("long model: factorized pairs (default) or sparse k-NN edges", str) = None,
+          sharing: Param("long model: structure-layer weight sharing: none, universal, alternating or block", str) = None):
     "Train a denoiser with Genie's ε-loss; writes a checkpoint, metrics CSV and loss-curve PNG to --out."
     train_model(out, model, size, data, crop, steps, batch, lr, seed, ckpt_every, resume, minutes, True, device,
                 curriculum, min_crop, warmup_steps, growth_steps, precision, grad_clip, ema, aux_weight, memory_gb,
-                val_every, val_fraction)
+                val_every, val_fraction, pair_mode, sharing)
 
 @call_parse
 def sample_cmd(ckpt: Param("checkpoint written by train", str),
@@ -418,10 +440,16 @@ def bench(models: Param("models to compare; ratios are first / others", str, nar
           time_cap_s: Param("stop a model after this many seconds per point", float) = 900.0,
           repeats: Param("steps per point (median time)", int) = 3,
           out: Param("output folder (bench.csv, bench.png)", str) = 'bench',
-          json: Param("print machine-readable JSON instead of the table", bool) = False):
-    "Peak RSS and step time of models side by side, one fresh subprocess per (model, L, mode), batch 1."
+          json: Param("print machine-readable JSON instead of the table", bool) = False,
+          sparse: Param("also bench long-sparse: k-NN edges (hybrid k=32, window 3) and sparse IPA", bool) = False,
+          checkpointing: Param("also bench long-nockpt: the long model with every checkpointing switch off", bool) = False,
+          compression: Param("also bench long-shared: one structure layer's weights shared by all depths", bool) = False):
+    """Peak RSS and step time of models side by side, one fresh subprocess per (model, L, mode), batch 1. The variant
+    flags add long-model variants to `--models` (models: reference, long; variants: long-sparse, long-nockpt, long-shared)."""
     import json as _json
     if any(m not in ('train', 'sample') for m in modes): raise CLIError(f"--modes must be train and/or sample, got {modes}")
+    for flag, variant in ((sparse, 'long-sparse'), (checkpointing, 'long-nockpt'), (compression, 'long-shared')):
+        if flag and variant not in models: models = [*models, variant]
     rows = run_bench(models, lengths, modes, size, mem_cap_gb, time_cap_s, repeats, out, verbose=not json)
     summary = bench_summary(rows)
     if json: print(_json.dumps({'rows': rows, **summary}, indent=1))

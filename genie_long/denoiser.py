@@ -14,11 +14,13 @@ from .reference import GenieDenoiser, ReferenceConfig, SingleFeatureNet, check_d
 from .factorized_pairs import FactorizedPairFeatureNet, AdaptiveFactorizationRank
 from .pair_transform import FactorizedPairTransformNet
 from .structure import FlashStructureNet, AdaptiveMHCConfig
+from .sparse_pairs import SparseKNNPairSelector, SparsePairFeatureNet, SparseStructureNet
+from .compression import CheckpointConfig, CompressedStructureNet, share_layers, sharing_schedule
 
 # %% auto #0
-__all__ = ['LONG_SIZES', 'LongSequenceConfig', 'memory_policy', 'long_config', 'LongSequenceDenoiser', 'model_dims',
-           'MemoryEstimator', 'saved_bytes_by_component', 'calibrate_saved', 'make_step', 'measure_peak_rss',
-           'calibrate_rss', 'loglog_slope', 'bench_summary', 'plot_bench', 'read_bench']
+__all__ = ['LONG_SIZES', 'LongSequenceConfig', 'memory_policy', 'checkpoint_switches', 'long_config', 'LongSequenceDenoiser',
+           'model_dims', 'MemoryEstimator', 'saved_bytes_by_component', 'calibrate_saved', 'make_step',
+           'measure_peak_rss', 'calibrate_rss', 'loglog_slope', 'bench_summary', 'plot_bench', 'read_bench']
 
 # %% ../nbs/10_denoiser.ipynb #37983c7a
 @dataclass
@@ -32,7 +34,7 @@ class LongSequenceConfig:
     pos_emb_max_len: int = 4096
     rank: int = 8                        # R_s (exact) or R (design)
     preset: str = "exact"
-    pair_mode: str = "factorized"        # "factorized" | "dense" (the 00b reference)
+    pair_mode: str = "factorized"        # "factorized" | "sparse" (06: k-NN edges, no pair trunk) | "dense" (the 00b reference)
     n_refine_layers: int = 2
     n_pair_transform_layer: int = 5      # Genie's 5 pair-transform layers, on the factors (0: none)
     include_tri_att: bool = False        # Genie ships without triangle attention, and so does the dense reference
@@ -63,13 +65,22 @@ class LongSequenceConfig:
     pair_chunk_size: int | None = None   # residue chunks inside pair-transform layers (recomputed in backward); None: whole chain
     use_mhc: bool = True
     mhc: AdaptiveMHCConfig = field(default_factory=AdaptiveMHCConfig)
+    sparse_k: int = 32                   # pair_mode="sparse": neighbours per residue (SPEC 10.1: hybrid, k = 32, w = 3)
+    sparse_strategy: str = "hybrid"
+    sparse_local_window: int = 3
+    sparse_chunk_size: int | None = 512  # query residues per sparse-IPA block (recomputed in backward)
+    sharing: str = "none"                # structure-layer weight sharing (08): none | universal | alternating | block
+    sharing_block_size: int = 4          # M, repeats per block for sharing="block"
 
     def __post_init__(self):
         if isinstance(self.mhc, dict): self.mhc = AdaptiveMHCConfig(**self.mhc)  # from a checkpoint's asdict()
         if self.preset not in ("exact", "design"): raise ValueError(f"preset must be 'exact' or 'design', got {self.preset!r}")
-        if self.pair_mode not in ("factorized", "dense"):
-            raise ValueError(f"pair_mode must be 'factorized' or 'dense' (sparse pairs arrive with 06_sparse_pairs), got {self.pair_mode!r}")
+        if self.pair_mode not in ("factorized", "sparse", "dense"):
+            raise ValueError(f"pair_mode must be 'factorized', 'sparse' or 'dense', got {self.pair_mode!r}")
+        if self.sparse_strategy not in SparseKNNPairSelector.strategies:
+            raise ValueError(f"sparse_strategy must be one of {SparseKNNPairSelector.strategies}, got {self.sparse_strategy!r}")
         if self.rank < 1: raise ValueError(f"rank must be ≥ 1, got {self.rank}")
+        sharing_schedule(self.sharing, self.n_structure_layer, self.sharing_block_size)   # raises on a bad scheme
 
     @classmethod
     def genie(cls, **overrides) -> "LongSequenceConfig":
@@ -89,7 +100,8 @@ class LongSequenceConfig:
         """Genie sizes with the rank of `AdaptiveFactorizationRank` for length `L` (within `memory_gb` if given) and the
         memory switches of `memory_policy(L)`."""
         base = cls(**{**memory_policy(L), **overrides})
-        est = (lambda r: MemoryEstimator().estimate(cls(**{**asdict(base), 'rank': r}), L)['total']) if memory_gb else None
+        modelled = memory_gb and base.pair_mode == 'factorized'      # the estimator models the factor trunk
+        est = (lambda r: MemoryEstimator().estimate(cls(**{**asdict(base), 'rank': r}), L)['total']) if modelled else None
         rank = AdaptiveFactorizationRank().get_rank(L, memory_gb, est)
         mhc = base.mhc.for_length(L, memory_gb) if memory_gb else base.mhc
         return cls(**{**asdict(base), 'rank': rank, 'mhc': mhc})
@@ -102,6 +114,15 @@ def memory_policy(L: int) -> dict:
     on = L >= 256
     return dict(rank_chunk=4 if on else None, checkpoint_structure=on, checkpoint_pair_transform=on,
                 pair_chunk_size=128 if on else None)
+
+def checkpoint_switches(ckpt: CheckpointConfig) -> dict:
+    """The config switches that realise a `CheckpointConfig` (SPEC 8.1) in this model: `checkpoint_triangles` runs the
+    TriMul/attention/transition work of each pair-transform layer in residue chunks of 128, each recomputed in
+    backward; `checkpoint_pairs` recomputes each pair-transform layer and runs the refinement ranks in checkpointed
+    blocks of 4; `checkpoint_structure` recomputes each structure layer. `memory_policy(L)` is all three from L=256."""
+    on = lambda part: ckpt.enabled and getattr(ckpt, f"checkpoint_{part}")
+    return dict(pair_chunk_size=128 if on("triangles") else None, checkpoint_pair_transform=on("pairs"),
+                rank_chunk=4 if on("pairs") else None, checkpoint_structure=on("structure"))
 
 LONG_SIZES = {"tiny": LongSequenceConfig.tiny, "genie": LongSequenceConfig.genie}
 
@@ -132,6 +153,17 @@ class LongSequenceDenoiser(nn.Module):
                 structure_transition_dropout=c.structure_transition_dropout))
             return
         self.single_feature_net = SingleFeatureNet(c.c_s, c.n_timestep, c.c_pos_emb, c.c_timestep_emb, n_pos=c.pos_emb_max_len)
+        if c.pair_mode == "sparse":  # SPEC 06: Genie's pair features on k-NN edges of x_t, sparse IPA, no pair trunk
+            self.selector = SparseKNNPairSelector(c.sparse_k, c.sparse_strategy, True, c.sparse_local_window)
+            self.edge_feature_net = SparsePairFeatureNet(c.c_s, c.c_p)
+            self.structure_net = SparseStructureNet(
+                c.c_s, c.c_p, c.c_hidden_ipa, c.n_head_ipa, c.n_qk_point, c.n_v_point, c.n_structure_layer, c.ipa_dropout,
+                c.n_structure_transition_layer, c.structure_transition_dropout, c.use_mhc, c.mhc, c.sparse_chunk_size,
+                c.checkpoint_structure)
+            if c.sharing != "none":  # tie the layers in place (mHC maps stay per depth), as CompressedStructureNet does
+                share_layers(self.structure_net.layers, c.sharing, c.sharing_block_size)
+                self.structure_net.sharing = c.sharing
+            return
         self.pair_feature_net = FactorizedPairFeatureNet(
             c.c_s, c.c_p, c.rank, c.preset, c.n_refine_layers, c.pos_emb_max_len, c.relpos_freqs, c.template,
             c.chunk_size, c.template_rank, rank_chunk=c.rank_chunk)
@@ -139,20 +171,24 @@ class LongSequenceDenoiser(nn.Module):
             c.c_p, self.pair_feature_net.rank_total, c.n_pair_transform_layer, c.preset, c.include_tri_att, c.c_hidden_mul,
             c.n_head_tri, c.c_hidden_tri_att, tri_dropout=c.tri_dropout, pair_transition_n=c.pair_transition_n,
             chunk_size=c.pair_chunk_size, checkpoint_layers=c.checkpoint_pair_transform)
-        self.structure_net = FlashStructureNet(
-            c.c_s, c.c_p, self.pair_feature_net.rank_total, c.c_ipa_pair, c.c_hidden_ipa, c.n_head_ipa, c.n_qk_point,
-            c.n_v_point, c.n_structure_layer, c.ipa_dropout, c.n_structure_transition_layer,
-            c.structure_transition_dropout, c.use_mhc, c.mhc, "flash", c.ipa_relpos, c.n_ipa_relpos_freq,
-            c.pos_emb_max_len, c.ipa_chunk_size, c.checkpoint_structure)
+        kw = dict(c_s=c.c_s, c_p=c.c_p, rank=self.pair_feature_net.rank_total, c_ipa_pair=c.c_ipa_pair,
+                  c_hidden_ipa=c.c_hidden_ipa, n_head_ipa=c.n_head_ipa, n_qk_point=c.n_qk_point, n_v_point=c.n_v_point,
+                  n_layer=c.n_structure_layer, ipa_dropout=c.ipa_dropout, n_transition_layer=c.n_structure_transition_layer,
+                  transition_dropout=c.structure_transition_dropout, use_mhc=c.use_mhc, mhc=c.mhc, ipa="flash",
+                  relpos=c.ipa_relpos, n_relpos_freq=c.n_ipa_relpos_freq, relpos_max_len=c.pos_emb_max_len,
+                  chunk_size=c.ipa_chunk_size, checkpoint_layers=c.checkpoint_structure)
+        self.structure_net = (FlashStructureNet(**kw) if c.sharing == "none" else
+                              CompressedStructureNet(sharing=c.sharing, block_size=c.sharing_block_size, **kw))
 
     def set_memory_policy(self, L: int):
         "Apply `memory_policy(L)` to a built model (e.g. one loaded from a checkpoint, before sampling at length L)."
         if self.config.pair_mode == 'dense': return self
         p = memory_policy(L)
-        for layer in self.pair_feature_net.refine: layer.rank_chunk = p['rank_chunk']
         self.structure_net.checkpoint_layers = p['checkpoint_structure']
-        self.pair_transform_net.checkpoint_layers = p['checkpoint_pair_transform']
-        self.pair_transform_net.set_chunk_size(p['pair_chunk_size'])
+        if self.config.pair_mode == 'factorized':
+            for layer in self.pair_feature_net.refine: layer.rank_chunk = p['rank_chunk']
+            self.pair_transform_net.checkpoint_layers = p['checkpoint_pair_transform']
+            self.pair_transform_net.set_chunk_size(p['pair_chunk_size'])
         for k, v in p.items(): setattr(self.config, k, v)
         return self
 
@@ -163,6 +199,9 @@ class LongSequenceDenoiser(nn.Module):
         "Frames (rots [b,l,3,3], trans [b,l,3]) in, updated frames out (Genie's frames-in/frames-out core)."
         if self.config.pair_mode == "dense": return self.dense.forward_frames(rots, trans, t, mask)
         s = self.single_feature_net(t, mask)
+        if self.config.pair_mode == "sparse":
+            idx, valid = self.selector(trans, mask)          # neighbours of the noisy input, at every step
+            return self.structure_net(s, self.edge_feature_net(s, trans, idx, valid), idx, valid, rots, trans, mask)
         f_left, f_right = self.pair_transform_net(*self.pair_feature_net(s, trans, mask), mask)
         return self.structure_net(s, f_left, f_right, rots, trans, mask)
 

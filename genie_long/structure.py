@@ -298,7 +298,10 @@ class FlashStructureLayer(nn.Module):
     def forward(self, x: Tensor, f_left: Tensor, f_right: Tensor, rots: Tensor, trans: Tensor, mask: Tensor):
         "x: s `[b, l, c_s]` (post-LN) or streams `[b, l, n, c_s]` (mHC); factors `[b, l, r, c_p]` → (x, rots, trans)."
         zl, zr = self.pair_factors(f_left, f_right, mask)
-        ipa = lambda h: self.run_ipa(h, zl, zr, rots, trans, mask)
+        return self.residual_update(x, lambda h: self.run_ipa(h, zl, zr, rots, trans, mask), rots, trans)
+
+    def residual_update(self, x: Tensor, ipa, rots: Tensor, trans: Tensor):
+        "The layer around an IPA map `ipa: s ↦ Δs`: residuals (post-LN or mHC), transition, frame update → (x, rots, trans)."
         if not self.use_mhc:
             x = s = self.transition(self.ipa_layer_norm(self.ipa_dropout(x + ipa(x))))
         else:
@@ -337,9 +340,14 @@ class FlashStructureNet(nn.Module):
         for name, f in (("f_left", f_left), ("f_right", f_right)):
             if tuple(f.shape) != (b, l, self.rank, self.c_p):
                 raise ValueError(f"{name} must be [b, l, rank, c_p] = {(b, l, self.rank, self.c_p)}, got {tuple(f.shape)}")
+        return self.run_layers(s, (f_left, f_right), rots, trans, mask, return_single)
+
+    def run_layers(self, s: Tensor, pair: tuple, rots: Tensor, trans: Tensor, mask: Tensor, return_single: bool = False):
+        "The layer loop: streams from s, then `layer(x, *pair, rots, trans, mask)` for each layer (checkpointed if set)."
         x = repeat(s, "b l c -> b l n c", n=self.mhc.n_streams) if self.use_mhc else s
         for layer in self.layers:
+            args = (x, *pair, rots, trans, mask)
             if self.checkpoint_layers and torch.is_grad_enabled():  # keep only each layer's inputs; recompute in backward
-                x, rots, trans = checkpoint(layer, x, f_left, f_right, rots, trans, mask, use_reentrant=False)
-            else: x, rots, trans = layer(x, f_left, f_right, rots, trans, mask)
+                x, rots, trans = checkpoint(layer, *args, use_reentrant=False)
+            else: x, rots, trans = layer(*args)
         return ((x.mean(-2) if self.use_mhc else x), rots, trans) if return_single else (rots, trans)

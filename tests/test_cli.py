@@ -102,6 +102,21 @@ def test_long_model_train_sample(tmp_path):
     assert (tmp_path / 's' / 'L0040_00.pdb').exists()
 
 
+def test_sparse_shared_train_sample(tmp_path):
+    "Stage 4 options: the sparse long model with one structure layer shared by all depths trains, resumes and samples."
+    run_dir = tmp_path / 'sparse'
+    args = ['train', '--model', 'long', '--pair_mode', 'sparse', '--sharing', 'universal', '--out', run_dir,
+            '--batch', 2, '--crop', 32, '--device', 'cpu']
+    r = run(*args, '--steps', 2)
+    assert r.returncode == 0, r.stderr
+    r = run('train', '--model', 'long', '--out', run_dir, '--batch', 2, '--crop', 32, '--steps', 3, '--resume')
+    assert r.returncode == 0, r.stderr                                     # the run's own pair mode and sharing
+    assert "'pair_mode': 'sparse'" in (run_dir / 'config.txt').read_text() and "'sharing': 'universal'" in (run_dir / 'config.txt').read_text()
+    r = run('sample', run_dir / 'ckpt.pt', '--length', 40, '--count', 1, '--steps', 4, '--out', tmp_path / 's', '--device', 'cpu')
+    assert r.returncode == 0, r.stderr
+    assert_user_error(run('train', '--sharing', 'universal', '--out', tmp_path / 'x'), '--model long')
+
+
 def test_curriculum_bf16_killed_and_resumed(tmp_path):
     "Stage 3 options on the bundled data: a cosine curriculum in bf16, killed mid-run (SIGKILL), then resumed."
     import time
@@ -137,3 +152,7 @@ def test_bench_json(tmp_path):
     assert {x['L'] for x in out['ratios']} == {16, 32} and 'long/train' in out['slopes']
     assert (tmp_path / 'b' / 'bench.csv').exists() and (tmp_path / 'b' / 'bench.png').exists()
     assert_user_error(run('bench', '--models', 'nope', '--out', tmp_path / 'c'), 'nope')
+    r = run('bench', '--models', 'long', '--sparse', '--checkpointing', '--compression', '--lengths', 16, '--modes', 'train',
+            '--size', 'tiny', '--repeats', 1, '--out', tmp_path / 'v', '--json')
+    assert r.returncode == 0, r.stderr
+    assert [x['model'] for x in json.loads(r.stdout)['rows']] == ['long', 'long-sparse', 'long-nockpt', 'long-shared']
