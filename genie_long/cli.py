@@ -24,12 +24,20 @@ from .training import (ProgressiveTrainingScheduler, CurriculumStream, Stage3Tra
 from .denoiser import MemoryEstimator
 from .train import (DiffusionLearner, BatchStream, CheckpointCB, LossPlotCB,
                               TimeLimitCB, load_checkpoint, resume, read_metrics)
+from .distributed import (DistributedModelWrapper, DistributedTrainingManager, ShardedWindows, WindowMetricsCB,
+                                    SyncedTimeLimitCB, torchrun_env, shutdown_distributed)
 
 # %% auto #0
 __all__ = ['MODELS', 'BENCH_VARIANTS', 'COMMANDS', 'CLIError', 'build_model', 'model_from_checkpoint', 'bundled_dataset',
            'find_structures', 'prepare_dataset', 'print_prepare_report', 'train_model', 'ca_ca_stats', 'plot_traces',
            'sample_backbones', 'run_demo', 'bench_step', 'run_bench', 'print_bench_summary', 'prepare', 'train',
            'sample_cmd', 'demo', 'bench', 'main']
+
+# %% ../nbs/12_cli.ipynb #b32524de
+# `python -m genie_long.cli …` (and `torchrun … -m genie_long.cli …`) runs `main` at the end of the module. Until then
+# the module takes its package name: fastcore's `@call_parse` runs a command as soon as it is defined in `__main__`.
+_RUN_AS_SCRIPT = __name__ == "__main__" and getattr(globals().get("__spec__"), "name", None) == "genie_long.cli"
+if _RUN_AS_SCRIPT: __name__ = "genie_long.cli"
 
 # %% ../nbs/12_cli.ipynb #6bc74c54
 class CLIError(Exception): "A user mistake: reported as one line, exit status 2."
@@ -125,14 +133,16 @@ def train_model(out='runs/genie', model: str = 'reference', size: str = 'tiny', 
                 growth_steps: int | None = None, precision: str = 'fp32', grad_clip: float | None = None,
                 ema: float | None = None, aux_weight: float | None = None, memory_gb: float | None = None,
                 val_every: int = 0, val_fraction: float = 0.1, pair_mode: str | None = None,
-                sharing: str | None = None) -> DiffusionLearner:
+                sharing: str | None = None, accumulate: int = 1) -> DiffusionLearner:
     """Train a denoiser on a prepared dataset (default: the bundled demo set) with the Stage 3 trainer; see the section
     text for the run folder. With `curriculum`, the crop grows from `min_crop` to `crop` (warm-up: a tenth of the
     steps, growth: half of them, unless given). `memory_gb` (long model) sizes each batch with `DynamicBatchSize` from
     `MemoryEstimator`, `batch` being the largest. `val_every` holds out `val_fraction` of the structures and logs the
     validation ε-loss to `val.csv`. `aux_weight` defaults to 0 for the reference (Genie) and 0.02 for the long model.
     `pair_mode` ('factorized' or 'sparse') and `sharing` (structure-layer weight sharing) configure the long model; a
-    resumed run keeps the ones it was started with."""
+    resumed run keeps the ones it was started with. Under `torchrun` (data parallel) or with `accumulate` > 1 it runs
+    `DistributedTrainingManager`: `batch` is the global batch of one micro-step, split over the processes, and an
+    optimiser step takes `accumulate` of them, normalised by tokens (exactly the large batch); rank 0 writes the files."""
     for k, v in dict(crop=crop, steps=steps, batch=batch, ckpt_every=ckpt_every).items():
         if v < 1: raise CLIError(f"--{k} must be ≥ 1, got {v}")
     if crop < 3: raise CLIError(f"--crop must be ≥ 3 (frames need 3 residues), got {crop}")
@@ -152,6 +162,12 @@ def train_model(out='runs/genie', model: str = 'reference', size: str = 'tiny', 
     if memory_gb is not None and overrides.get('pair_mode') == 'sparse':
         raise CLIError("--memory_gb: the memory estimator models the factorised pairs, not --pair_mode sparse")
     if aux_weight is None: aux_weight = 0.02 if model == 'long' else 0.0
+    if not isinstance(accumulate, int) or accumulate < 1: raise CLIError(f"--accumulate must be ≥ 1, got {accumulate}")
+    try: env = torchrun_env()
+    except ValueError as e: raise CLIError(str(e)) from None
+    n_proc, rank = env['world_size'], env['rank']
+    parallel = n_proc > 1 or accumulate > 1           # DistributedTrainingManager; else the Stage 3 trainer as is
+    if batch < n_proc: raise CLIError(f"--batch {batch} is the global batch, split over {n_proc} processes: it must be ≥ {n_proc}")
     out, dev = Path(out), _device(device)
     ckpt_path = out / 'ckpt.pt'
     if ckpt_path.exists() and not resume_run:
@@ -161,50 +177,75 @@ def train_model(out='runs/genie', model: str = 'reference', size: str = 'tiny', 
     if ckpt: overrides = {**ckpt['meta'].get('overrides', {}), **overrides}    # the run's own model settings
     torch.manual_seed(seed)
     net, meta = build_model(model, size, L=crop, **overrides)
+    if parallel:   # the same weights on every rank (DDP also broadcasts rank 0's), then each rank its own noise
+        par = DistributedModelWrapper(net, device=dev)
+        dev = par.device
+        if rank > 0: torch.manual_seed(seed * 1_000_003 + rank)
     data_path = Path(data) if data else bundled_dataset()
     train_path = data_path
-    if val_every:   # held-out structures (a stable split, so a resumed run sees the same one)
-        train_path, val_path = split_dataset(data_path, out / 'split', val_fraction)
-        val_cb = ValidationCB(validation_batch(val_path, crop=min(crop, 128), max_chains=32), out / 'val.csv', val_every)
-    if memory_gb is not None:
+    if val_every:   # held-out structures (a stable split, so a resumed run sees the same one); rank 0 writes it
+        split_dir = out / 'split'
+        if rank == 0: train_path, val_path = split_dataset(data_path, split_dir, val_fraction)
+        if parallel: par.barrier(); train_path, val_path = split_dir / 'train.npz', split_dir / 'val.npz'
+        if rank == 0: val_cb = ValidationCB(validation_batch(val_path, crop=min(crop, 128), max_chains=32), out / 'val.csv', val_every)
+    window = accumulate * (n_proc if memory_gb is not None else 1)   # chains per stream batch = window × batch
+    if memory_gb is not None:   # the budget is per process and micro-batch; --batch caps the global batch
         est, cfg = MemoryEstimator(), net.config
         fixed = est.estimate(cfg, 64)
         fixed = fixed['parameters'] + fixed['gradients'] + fixed['optimizer'] + fixed['runtime']
-        batch = DynamicBatchSize(memory_gb * 2**30, fixed, lambda L: est.estimate(cfg, L)['total'] - fixed, max_batch=batch)
+        batch = DynamicBatchSize(memory_gb * 2**30, fixed, lambda L: est.estimate(cfg, L)['total'] - fixed,
+                                 max_batch=max(1, batch // n_proc))
+    stream_batch = batch * window if isinstance(batch, int) else (_TimesBatch(batch, window) if window > 1 else batch)
     if curriculum is None:
-        if memory_gb is not None: batch = batch.get_batch_size(crop)
-        stream = BatchStream(ProteinDataset(train_path, max_len=crop), batch_size=batch, seed=seed)
+        if memory_gb is not None: stream_batch = stream_batch.get_batch_size(crop)
+        stream = BatchStream(ProteinDataset(train_path, max_len=crop), batch_size=stream_batch, seed=seed)
     else:   # unless given, the phases are the run's own: fractions of the first --steps, kept when a resume extends it
         first = ckpt['meta'] if ckpt else {}
         warmup_steps = first.get('warmup_steps', steps // 10) if warmup_steps is None else warmup_steps
         growth_steps = first.get('growth_steps', steps // 2) if growth_steps is None else growth_steps
         sched = ProgressiveTrainingScheduler(min_crop, crop, warmup_steps, growth_steps, curriculum)
-        stream = CurriculumStream(ProteinDataset(train_path, max_len=min_crop), sched, batch, seed=seed)
+        stream = CurriculumStream(ProteinDataset(train_path, max_len=min_crop), sched, stream_batch, seed=seed)
     meta.update(data=str(data_path), crop=crop, batch=batch if isinstance(batch, int) else f"dynamic (≤{batch.max_batch}, {memory_gb} GB)",
                 lr=lr, seed=seed, curriculum=curriculum, val_every=val_every, val_fraction=val_fraction if val_every else None,
                 min_crop=min_crop if curriculum else None, warmup_steps=warmup_steps, growth_steps=growth_steps,
                 precision=precision, grad_clip=grad_clip, ema=ema, aux_weight=aux_weight)
-    cbs = [Stage3MetricsCB(out / 'metrics.csv'), CheckpointCB(ckpt_path, ckpt_every), LossPlotCB(out / 'metrics.csv', out / 'loss.png', ckpt_every)]
+    if parallel: meta.update(processes=n_proc, accumulate=accumulate)
+    cbs = [(WindowMetricsCB if parallel else Stage3MetricsCB)(out / 'metrics.csv'), CheckpointCB(ckpt_path, ckpt_every),
+           LossPlotCB(out / 'metrics.csv', out / 'loss.png', ckpt_every)]
     if progress: cbs.append(Stage3ProgressCB())
-    if val_every: cbs.append(val_cb)
-    if minutes is not None: cbs.append(TimeLimitCB(minutes * 60))
-    learn = Stage3TrainingManager(net.to(dev), stream, GenieSchedule().to(dev), lr=lr, precision=precision,
-                                  grad_clip=grad_clip, ema_decay=ema, aux_weight=aux_weight, cbs=cbs, meta=meta)
+    if val_every and rank == 0: cbs.append(val_cb)
+    if parallel: cbs = par.main_only(cbs)           # files and the progress bar: rank 0 only
+    if minutes is not None: cbs.append(SyncedTimeLimitCB(minutes * 60, par) if parallel else TimeLimitCB(minutes * 60))
+    if parallel:
+        learn = DistributedTrainingManager(par, ShardedWindows(stream, rank, n_proc, accumulate, dev), GenieSchedule().to(dev),
+                                           lr=lr, precision=precision, grad_clip=grad_clip, ema_decay=ema,
+                                           aux_weight=aux_weight, cbs=cbs, meta=meta)
+    else:
+        learn = Stage3TrainingManager(net.to(dev), stream, GenieSchedule().to(dev), lr=lr, precision=precision,
+                                      grad_clip=grad_clip, ema_decay=ema, aux_weight=aux_weight, cbs=cbs, meta=meta)
     if resume_run:
         if (ckpt['meta'].get('model'), ckpt['meta'].get('size')) != (model, size):
             raise CLIError(f"{ckpt_path} holds model={ckpt['meta'].get('model')} size={ckpt['meta'].get('size')}, not {model}/{size}")
         try: resume(learn, ckpt)
         except ValueError as e: raise CLIError(f"{ckpt_path}: {e}; resume with the run's own settings") from None
         if learn.step >= steps: raise CLIError(f"{ckpt_path} is already at step {learn.step} ≥ --steps {steps}")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / 'config.txt').write_text('\n'.join(f"{k} = {v}" for k, v in meta.items()) + '\n')
-    n_params = sum(p.numel() for p in net.parameters())
-    crops = f"crop {min_crop}→{crop} ({curriculum})" if curriculum else f"crop {crop}"
-    print(f"training {model}/{size} ({n_params:,} parameters) on {data_path.name}: {len(stream.ds)} chains, {crops}, "
-          f"batch {meta['batch']}, {precision}, steps {learn.step}→{steps} on {dev}")
-    # move batches to the device just before the step
-    learn.data = _ToDevice(stream, dev)
+        if rank > 0: torch.manual_seed((seed * 1_000_003 + rank) * 7919 + learn.step)   # not rank 0's saved RNG state
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / 'config.txt').write_text('\n'.join(f"{k} = {v}" for k, v in meta.items()) + '\n')
+        n_params = sum(p.numel() for p in net.parameters())
+        crops = f"crop {min_crop}→{crop} ({curriculum})" if curriculum else f"crop {crop}"
+        how = f", {n_proc} processes × {accumulate} micro-batches" if parallel else ""
+        print(f"training {model}/{size} ({n_params:,} parameters) on {data_path.name}: {len(stream.ds)} chains, {crops}, "
+              f"batch {meta['batch']}{how}, {precision}, steps {learn.step}→{steps} on {dev}", flush=True)
+    # move batches to the device just before the step (ShardedWindows does it itself)
+    if not parallel: learn.data = _ToDevice(stream, dev)
     return learn.fit(steps)
+
+class _TimesBatch:
+    "A batch-size rule (`DynamicBatchSize`) times `factor`: the stream draws whole windows (micro-batches × processes)."
+    def __init__(self, rule, factor: int): self.rule, self.factor, self.max_batch = rule, factor, rule.max_batch
+    def get_batch_size(self, L: int) -> int: return self.factor * self.rule.get_batch_size(L)
 
 class _ToDevice:
     "Wrap a batch stream so its tensors land on `device` (state passes through for checkpoints)."
@@ -402,11 +443,13 @@ def train(out: Param("run folder (checkpoint, metrics.csv, loss.png)", str) = 'r
           val_every: Param("validation ε-loss on held-out structures every N steps, to val.csv (0: off)", int) = 0,
           val_fraction: Param("fraction of structures held out when --val_every is set", float) = 0.1,
           pair_mode: Param("long model: factorized pairs (default) or sparse k-NN edges", str) = None,
-          sharing: Param("long model: structure-layer weight sharing: none, universal, alternating or block", str) = None):
-    "Train a denoiser with Genie's ε-loss; writes a checkpoint, metrics CSV and loss-curve PNG to --out."
+          sharing: Param("long model: structure-layer weight sharing: none, universal, alternating or block", str) = None,
+          accumulate: Param("micro-batches of --batch per optimiser step (gradient accumulation; exactly the large batch)", int) = 1):
+    """Train a denoiser with Genie's ε-loss; writes a checkpoint, metrics CSV and loss-curve PNG to --out. Data
+    parallel under torchrun: `torchrun --nproc_per_node N -m genie_long.cli train …` (--batch is the global batch)."""
     train_model(out, model, size, data, crop, steps, batch, lr, seed, ckpt_every, resume, minutes, True, device,
                 curriculum, min_crop, warmup_steps, growth_steps, precision, grad_clip, ema, aux_weight, memory_gb,
-                val_every, val_fraction, pair_mode, sharing)
+                val_every, val_fraction, pair_mode, sharing, accumulate)
 
 @call_parse
 def sample_cmd(ckpt: Param("checkpoint written by train", str),
@@ -475,7 +518,12 @@ def main(argv=None):
     try: f(**args)
     except (CLIError, FileNotFoundError, ValueError) as e:
         if os.environ.get('GENIE_LONG_DEBUG'): traceback.print_exc()
-        print(f"genie-long {cmd}: error: {e}", file=sys.stderr); return 2
+        print(f"genie-long {cmd}: error: {e}", file=sys.stderr)
+        shutdown_distributed(2, sync=False); return 2     # under torchrun: leave at once, torchrun stops the others
     except KeyboardInterrupt:
-        print(f"genie-long {cmd}: interrupted", file=sys.stderr); return 130
+        print(f"genie-long {cmd}: interrupted", file=sys.stderr)
+        shutdown_distributed(130, sync=False); return 130
+    shutdown_distributed(0)   # under torchrun: barrier → destroy_process_group → flush → os._exit(0); else nothing
     return 0
+
+if _RUN_AS_SCRIPT: sys.exit(main())

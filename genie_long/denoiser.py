@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn, Tensor
 
-from .protein import frenet_frames
+from .protein import frenet_frames, LOCAL_CHAIN
 from .reference import GenieDenoiser, ReferenceConfig, SingleFeatureNet, check_denoiser_inputs, peak_rss_subprocess
 from .factorized_pairs import FactorizedPairFeatureNet, AdaptiveFactorizationRank
 from .pair_transform import FactorizedPairTransformNet
@@ -142,6 +142,7 @@ class LongSequenceDenoiser(nn.Module):
     def __init__(self, config: LongSequenceConfig | None = None):
         super().__init__()
         self.config = c = config or LongSequenceConfig()
+        self.chain = LOCAL_CHAIN   # where the residues live: all here, or split across processes (09)
         if c.pair_mode == "dense":  # the 00b reference at the same sizes: the parity path
             self.dense = GenieDenoiser(ReferenceConfig(
                 c_s=c.c_s, c_p=c.c_p, c_pos_emb=c.c_pos_emb, c_timestep_emb=c.c_timestep_emb, n_timestep=c.n_timestep,
@@ -209,7 +210,8 @@ class LongSequenceDenoiser(nn.Module):
         "x_t [b,l,3], t [b] step index, mask [b,l] prefix mask → ε̂ [b,l,3] (zero on padding)."
         check_denoiser_inputs(x_t, t, mask, self.config.n_timestep)
         mask = mask.to(x_t.dtype)
-        _, trans_out = self.forward_frames(frenet_frames(x_t, mask), x_t, t, mask)
+        rots = self.chain.local(frenet_frames(self.chain.full(x_t), self.chain.full(mask)))   # frames look at i ± 1, i + 2
+        _, trans_out = self.forward_frames(rots, x_t, t, mask)
         return (x_t - trans_out.to(x_t.dtype)) * mask[..., None]
 
 # %% ../nbs/10_denoiser.ipynb #2cea3cbb

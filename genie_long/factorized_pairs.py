@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 from torch.utils.checkpoint import checkpoint
 from einops import rearrange, einsum, repeat
-from .protein import check_prefix_mask, centre_coords
+from .protein import check_prefix_mask, centre_coords, LocalChain, LOCAL_CHAIN
 from .reference import Linear, sinusoidal_encoding
 
 # %% ../nbs/01_factorized_pairs.ipynb #4ec4a492
@@ -64,6 +64,7 @@ class FactorizedRelPos(nn.Module):
         super().__init__()
         _check_preset(preset, "FactorizedRelPos")
         self.c_p, self.preset, self.pos_emb_max_len = c_p, preset, pos_emb_max_len
+        self.chain = LOCAL_CHAIN   # global residue indices when the chain is split across processes (09)
         if preset == "exact":
             if rank is not None and rank != 2 * n_freqs:
                 raise ValueError(f"FactorizedRelPos(exact): the rank is 2 * n_freqs = {2 * n_freqs}, got rank={rank}")
@@ -90,7 +91,7 @@ class FactorizedRelPos(nn.Module):
         "mask [b, l] (prefix) → f_left, f_right [b, l, rank, c_p]."
         check_prefix_mask(mask)
         if self.preset == "exact":
-            pos = torch.arange(mask.shape[1], device=mask.device).expand(mask.shape)
+            pos = self.chain.positions(mask.shape[1], mask.device).expand(mask.shape)
             fl, fr = fourier_relpos_factors(self.alpha, self.beta, pos, relpos_wavelengths(self.n_freqs, self.pos_emb_max_len))
         else:
             h = self.features(mask)
@@ -194,10 +195,10 @@ def pooled_distance_stats(x: Tensor, mask: Tensor, w: Tensor | float, radii=(), 
 # %% ../nbs/01_factorized_pairs.ipynb #f48b952a
 TEMPLATES = ("pooled", "sqdist", "pooled+sqdist")
 
-def sqdist_factors(x: Tensor, mask: Tensor, scale: float = 10.0) -> tuple[Tensor, Tensor]:
+def sqdist_factors(x: Tensor, mask: Tensor, scale: float = 10.0, chain: LocalChain = LOCAL_CHAIN) -> tuple[Tensor, Tensor]:
     """Exact rank-5 factors of the squared distance on the masked-centred coordinates:
     d²_ij / scale² = [|x_i|², 1, x_i]/scale² · [1, |x_j|², -2 x_j]. x [b, l, 3], mask [b, l] → [b, l, 5] each, zero on padding."""
-    xc = centre_coords(x, mask)
+    xc = centre_coords(x, mask, chain)
     sq, one = xc.square().sum(-1, keepdim=True), torch.ones_like(xc[..., :1])
     m = mask.to(x.dtype)[..., None]
     return torch.cat([sq, one, xc], -1) * (m / scale ** 2), torch.cat([one, sq, -2 * xc], -1) * m
@@ -219,6 +220,7 @@ class FactorizedTemplate(nn.Module):
         if chunk_size < 1: raise ValueError(f"FactorizedTemplate: chunk_size must be >= 1, got {chunk_size}")
         self.c_p, self.preset, self.template, self.chunk_size = c_p, preset, template, chunk_size
         self.radii, self.eps, self.tau = tuple(radii), eps, tau
+        self.chain = LOCAL_CHAIN   # partners are all residues, wherever they live (09)
         self.pooled, self.sqdist = "pooled" in template, "sqdist" in template
         self.rank_pooled = rank if self.pooled else 0
         self.rank = self.rank_pooled + 5 * self.sqdist
@@ -252,13 +254,14 @@ class FactorizedTemplate(nn.Module):
         check_prefix_mask(mask)
         fl, fr = [], []
         if self.pooled:
-            u_l, u_r = self.stats(x, mask)
+            # per-residue statistics over every partner: on the whole chain, then this process's rows (O(L) numbers)
+            u_l, u_r = (self.chain.local(u) for u in self.stats(self.chain.full(x), self.chain.full(mask)))
             r = self.rank_pooled
             fl.append(rearrange(self.linear_u(u_l), "b l (r c) -> b l r c", r=r) * self.sigma[:, None])
             fr.append(rearrange(self.linear_v(u_r), "b l (r c) -> b l r c", r=r))
         if self.sqdist:
             wc = self.sqdist_weight
-            a, b = (t.to(wc.dtype) for t in sqdist_factors(x.to(torch.promote_types(x.dtype, torch.float32)), mask))
+            a, b = (t.to(wc.dtype) for t in sqdist_factors(x.to(torch.promote_types(x.dtype, torch.float32)), mask, chain=self.chain))
             fl.append(a[..., None] * wc)
             fr.append(b[..., None].expand(*b.shape, self.c_p))
         return mask_factors(torch.cat(fl, 2), mask), mask_factors(torch.cat(fr, 2), mask)
@@ -286,6 +289,7 @@ class FactorCrossAttention(nn.Module):
     def __init__(self, c_p: int, n_head: int = 4, c_head: int = 32):
         super().__init__()
         self.n_head, self.c_head = n_head, c_head
+        self.chain = LOCAL_CHAIN   # keys and values from all residues, wherever they live (09)
         self.linear_q = Linear(c_p, n_head * c_head, bias=False, init="glorot")
         self.linear_k = Linear(c_p, n_head * c_head, bias=False, init="glorot")
         self.linear_v = Linear(c_p, n_head * c_head, bias=False, init="glorot")
@@ -296,7 +300,8 @@ class FactorCrossAttention(nn.Module):
         r, h = f_q.shape[2], self.n_head
         q, k, v = (rearrange(lin(f), "b l r (h d) -> (b r) h l d", h=h)
                    for lin, f in ((self.linear_q, f_q), (self.linear_k, f_kv), (self.linear_v, f_kv)))
-        key = mask.bool()
+        k, v = self.chain.full(k, 2), self.chain.full(v, 2)
+        key = self.chain.full(mask).bool()
         key = key | ~key.any(-1, keepdim=True)   # a sample with no valid residue attends anywhere; its output is masked
         o = sdpa_padded(q, k, v, repeat(key, "b l -> (b r) 1 1 l", r=r))
         return self.linear_o(rearrange(o, "(b r) h l d -> b l r (h d)", r=r))

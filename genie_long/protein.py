@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['BREAK_DIST', 'ProteinChain', 'structure_format', 'read_chains', 'ca_structure', 'write_ca', 'check_prefix_mask',
-           'centre_coords', 'frenet_frames', 'ideal_helix', 'save_dataset', 'load_chains', 'ProteinDataset',
-           'collate_chains', 'LengthBucketSampler']
+__all__ = ['BREAK_DIST', 'LOCAL_CHAIN', 'ProteinChain', 'structure_format', 'read_chains', 'ca_structure', 'write_ca',
+           'check_prefix_mask', 'LocalChain', 'centre_coords', 'frenet_frames', 'ideal_helix', 'save_dataset',
+           'load_chains', 'ProteinDataset', 'collate_chains', 'LengthBucketSampler']
 
 # %% ../nbs/00_protein.ipynb #92d2446b
 BREAK_DIST = 4.2  # Å; consecutive CA atoms farther apart than this are not bonded
@@ -173,10 +173,23 @@ def check_prefix_mask(mask: torch.Tensor, name: str = 'mask') -> torch.Tensor:
     if (m[:, 1:] > m[:, :-1]).any(): raise ValueError(f"{name} must be a prefix mask (valid residues first)")
     return m
 
-def centre_coords(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    "Subtract the masked centroid of each chain; padded positions become exactly 0."
+class LocalChain:
+    """Where a chain's residues live: all on this process. The residue-mixing layers of the long model ask it for the
+    residues they need — `full` (all residues of a per-residue tensor), `local` (this process's rows of a full tensor),
+    `sum` (a sum over the processes that hold the chain), `positions` (global residue indices) — and here every answer
+    is the identity. Notebook 09's `ShardedChain` gives the same answers with collectives when a chain's residues are
+    split across processes (sequence parallelism)."""
+    def positions(self, l: int, device=None) -> torch.Tensor: return torch.arange(l, device=device)
+    def full(self, x: torch.Tensor, dim: int = 1) -> torch.Tensor: return x
+    def local(self, x: torch.Tensor, dim: int = 1) -> torch.Tensor: return x
+    def sum(self, x: torch.Tensor) -> torch.Tensor: return x
+
+LOCAL_CHAIN = LocalChain()
+
+def centre_coords(x: torch.Tensor, mask: torch.Tensor, chain: LocalChain = LOCAL_CHAIN) -> torch.Tensor:
+    "Subtract the masked centroid of each chain (over all its residues, wherever they live); padding becomes exactly 0."
     m = mask.to(x.dtype)[..., None]
-    centroid = (x * m).sum(-2, keepdim=True) / m.sum(-2, keepdim=True).clamp(min=1)
+    centroid = chain.sum((x * m).sum(-2, keepdim=True)) / chain.sum(m.sum(-2, keepdim=True)).clamp(min=1)
     return (x - centroid) * m
 
 # %% ../nbs/00_protein.ipynb #e491e77c

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from einops import rearrange, einsum
-from .protein import frenet_frames, check_prefix_mask
+from .protein import frenet_frames, check_prefix_mask, LOCAL_CHAIN
 
 # %% ../nbs/00b_reference.ipynb #9aab4e47
 @dataclass
@@ -152,11 +152,12 @@ class SingleFeatureNet(nn.Module):
         super().__init__()
         self.n_timestep, self.c_pos_emb, self.c_timestep_emb, self.n_pos = n_timestep, c_pos_emb, c_timestep_emb, n_pos
         self.linear = nn.Linear(c_pos_emb + c_timestep_emb, c_s)
+        self.chain = LOCAL_CHAIN   # residue indices are global ones when a chain is split across processes (09)
 
     def forward(self, t: Tensor, mask: Tensor) -> Tensor:
         "t: [b] diffusion steps; mask: [b, l] → s: [b, l, c_s]."
         (b, l), dt = mask.shape, self.linear.weight.dtype
-        pos = sinusoidal_encoding(torch.arange(l, device=mask.device), self.n_pos or l, self.c_pos_emb, dt).expand(b, l, -1)
+        pos = sinusoidal_encoding(self.chain.positions(l, mask.device), self.n_pos or l, self.c_pos_emb, dt).expand(b, l, -1)
         step = sinusoidal_encoding(t, self.n_timestep, self.c_timestep_emb, dt)[:, None].expand(b, l, -1)
         m = mask.to(pos.dtype)[..., None]
         return self.linear(torch.cat([pos * m, step * m], -1))

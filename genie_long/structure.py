@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 from torch.utils.checkpoint import checkpoint
 from einops import rearrange, repeat, einsum
-from .protein import check_prefix_mask, centre_coords
+from .protein import check_prefix_mask, centre_coords, LOCAL_CHAIN
 from .reference import (Linear, InvariantPointAttention, StructureTransition, StructureMLP, BackboneUpdate,
                                   invert_apply_frames, compose_frames)
 
@@ -52,6 +52,7 @@ class FlashIPA(InvariantPointAttention):
         if relpos not in (None, "fourier"): raise ValueError(f"relpos={relpos!r}: use None or 'fourier'")
         if chunk_size is not None and chunk_size < 1: raise ValueError(f"chunk_size must be ≥ 1 or None, got {chunk_size}")
         self.relpos, self.n_freq, self.relpos_max_len, self.chunk_size = relpos, n_freq, relpos_max_len, chunk_size
+        self.chain = LOCAL_CHAIN   # keys from all residues, global indices and centroid when the chain is split (09)
         if relpos == "fourier":
             self.relpos_alpha = nn.Parameter(torch.zeros(n_head, n_freq))  # zero: starts as plain IPA
             self.relpos_beta = nn.Parameter(torch.zeros(n_head, n_freq))
@@ -100,7 +101,7 @@ class FlashIPA(InvariantPointAttention):
               key_norm[..., None], k_pair]
         vs = [proj["v"], rearrange(proj["v_pts"], "b l h p d -> b l h (p d)"), k_pair]
         if self.relpos == "fourier":
-            ang = torch.arange(l, dtype=torch.float64, device=z_left.device)[:, None] * self.omega.to(z_left.device)
+            ang = self.chain.positions(l, z_left.device).to(torch.float64)[:, None] * self.omega.to(z_left.device)
             cos, sin = torch.cos(ang).to(dt), torch.sin(ang).to(dt)                  # [l, f]
             al, be = self.relpos_alpha.to(dt), self.relpos_beta.to(dt)
             q_rel = torch.cat([einsum(cos, al, "l f, h f -> l h f") + einsum(sin, be, "l f, h f -> l h f"),
@@ -113,7 +114,8 @@ class FlashIPA(InvariantPointAttention):
 
     def attend(self, qt: Tensor, kt: Tensor, vt: Tensor, mask: Tensor) -> Tensor:
         "õ = SDPA(q̃, k̃, ṽ, scale=1) with a boolean key mask; query chunks (if `chunk_size`) are recomputed in backward."
-        keep = mask.bool()[:, None, None, :]
+        kt, vt = self.chain.full(kt, 2), self.chain.full(vt, 2)          # local queries, keys of every residue
+        keep = self.chain.full(mask).bool()[:, None, None, :]
         fn = lambda q: F.scaled_dot_product_attention(q, kt, vt, attn_mask=keep, scale=1.0)
         l, S = qt.shape[2], self.chunk_size
         if S is None or S >= l: return fn(qt)
@@ -131,7 +133,7 @@ class FlashIPA(InvariantPointAttention):
         dt, c, pv, rc = at_least_fp32(s.dtype), self.c_hidden, self.n_v_point, z_left.shape[-2] * self.c_z
         with fp32_island(s.device):
             s32, zl, zr, R = (t.to(dt) for t in (s, z_left, z_right, rots))
-            x = centre_coords(trans.to(dt), mask)                    # centre on the masked centroid (precision)
+            x = centre_coords(trans.to(dt), mask, self.chain)        # centre on the masked centroid (precision)
             proj = self.project(s32, R, x)
             o = self.attend(*self.augment(proj, zl, zr), mask)       # [b, h, l, d]
             o_pt = rearrange(o[..., c:c + 3 * pv], "b h l (p d) -> b l h p d", d=3)

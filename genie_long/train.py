@@ -15,8 +15,9 @@ from .protein import ProteinDataset, LengthBucketSampler, collate_chains
 from .diffusion import GenieSchedule, training_loss
 
 # %% auto #0
-__all__ = ['BatchStream', 'CancelFitException', 'Callback', 'DiffusionLearner', 'save_checkpoint', 'load_checkpoint', 'resume',
-           'ProgressCB', 'MetricsCB', 'read_metrics', 'CheckpointCB', 'TimeLimitCB', 'plot_loss', 'LossPlotCB']
+__all__ = ['BatchStream', 'CancelFitException', 'Callback', 'DiffusionLearner', 'unwrap_model', 'save_checkpoint',
+           'load_checkpoint', 'resume', 'ProgressCB', 'MetricsCB', 'read_metrics', 'CheckpointCB', 'TimeLimitCB',
+           'plot_loss', 'LossPlotCB']
 
 # %% ../nbs/00c_train.ipynb #af00a137
 class BatchStream:
@@ -28,11 +29,13 @@ class BatchStream:
         self.epoch, self.pos = 0, 0
         self._batches = None
     def __iter__(self): return self
-    def __next__(self) -> dict:
+    def next_indices(self) -> list[int]:
+        "Dataset indices of the next batch (advances the stream); `next` collates them."
         if self._batches is None: self.sampler.set_epoch(self.epoch); self._batches = list(self.sampler)
-        if self.pos >= len(self._batches): self.epoch, self.pos, self._batches = self.epoch + 1, 0, None; return next(self)
+        if self.pos >= len(self._batches): self.epoch, self.pos, self._batches = self.epoch + 1, 0, None; return self.next_indices()
         idx = self._batches[self.pos]; self.pos += 1
-        return collate_chains([self.ds[i] for i in idx])
+        return idx
+    def __next__(self) -> dict: return collate_chains([self.ds[i] for i in self.next_indices()])
     def state_dict(self): return {'epoch': self.epoch, 'pos': self.pos, 'seed': self.sampler.seed}
     def load_state_dict(self, d): self.epoch, self.pos, self.sampler.seed, self._batches = d['epoch'], d['pos'], d['seed'], None
 
@@ -82,10 +85,14 @@ class DiffusionLearner:
         return self
 
 # %% ../nbs/00c_train.ipynb #7c438765
+def unwrap_model(model: nn.Module) -> nn.Module:
+    "The module inside a `DistributedDataParallel` wrapper (or `model` itself): checkpoints hold its plain state_dict."
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
 def save_checkpoint(learn: DiffusionLearner, path) -> Path:
     "Atomically write the learner's full training state to `path`."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    state = {'model': learn.model.state_dict(), 'opt': learn.opt.state_dict(), 'step': learn.step,
+    state = {'model': unwrap_model(learn.model).state_dict(), 'opt': learn.opt.state_dict(), 'step': learn.step,
              'data': learn.data.state_dict() if hasattr(learn.data, 'state_dict') else None,
              'rng': torch.get_rng_state(), 'rng_numpy': np.random.get_state(), 'rng_python': random.getstate(), 'meta': learn.meta,
              'extra': learn.extra_state() if hasattr(learn, 'extra_state') else None}  # a subclass's own state (EMA, scaler, …)
@@ -106,7 +113,7 @@ def load_checkpoint(path) -> dict:
 
 def resume(learn: DiffusionLearner, ckpt: dict):
     "Put a learner back in the state a checkpoint recorded (model, optimiser, step, data position, RNG)."
-    learn.model.load_state_dict(ckpt['model'])
+    unwrap_model(learn.model).load_state_dict(ckpt['model'])
     learn.opt.load_state_dict(ckpt['opt'])
     learn.step = ckpt['step']
     if ckpt.get('data') is not None and hasattr(learn.data, 'load_state_dict'): learn.data.load_state_dict(ckpt['data'])

@@ -15,9 +15,10 @@ from .protein import check_prefix_mask, frenet_frames
 # %% auto #0
 __all__ = ['GROWTH_SCHEDULES', 'PRECISIONS', 'ProgressiveTrainingScheduler', 'DynamicBatchSize', 'ChunkedLossComputation',
            'compute_distance_loss_chunked', 'compute_drmsd_loss_chunked', 'compute_fape_loss_chunked', 'x0_estimate',
-           'auxiliary_structure_loss', 'split_dataset', 'validation_batch', 'validation_loss', 'ValidationCB',
-           'train_with_validation', 'read_validation', 'SelectiveMixedPrecision', 'MixedPrecisionTrainer',
-           'CurriculumStream', 'stage3_loss', 'Stage3TrainingManager', 'Stage3MetricsCB', 'Stage3ProgressCB']
+           'auxiliary_structure_loss_sum', 'auxiliary_structure_loss', 'split_dataset', 'validation_batch',
+           'validation_loss', 'ValidationCB', 'train_with_validation', 'read_validation', 'SelectiveMixedPrecision',
+           'MixedPrecisionTrainer', 'CurriculumStream', 'stage3_loss', 'stage3_loss_parts', 'Stage3TrainingManager',
+           'Stage3MetricsCB', 'Stage3ProgressCB']
 
 # %% ../nbs/05_training.ipynb #a22620a1
 GROWTH_SCHEDULES = ("linear", "cosine", "exponential", "geometric")
@@ -179,23 +180,29 @@ def x0_estimate(x_t: Tensor, eps_hat: Tensor, alpha_bar: Tensor) -> Tensor:
     a = alpha_bar.to(x_t.dtype)[:, None, None]
     return (x_t - torch.sqrt(1 - a) * eps_hat) / torch.sqrt(a)
 
-def auxiliary_structure_loss(x_t: Tensor, eps_hat: Tensor, x0: Tensor, alpha_bar: Tensor, mask: Tensor,
-                             losses: ChunkedLossComputation | None = None, min_alpha_bar: float = 0.25) -> Tensor:
-    """Mean over the batch of 1[ᾱ ≥ min_alpha_bar] (FAPE + dRMSD) between x̂0 and the true x0 (SPEC 5.2, use in
-    training); zero, with a graph, when no sample qualifies."""
+def auxiliary_structure_loss_sum(x_t: Tensor, eps_hat: Tensor, x0: Tensor, alpha_bar: Tensor, mask: Tensor,
+                                 losses: ChunkedLossComputation | None = None, min_alpha_bar: float = 0.25) -> Tensor:
+    """Sum over the batch of 1[ᾱ ≥ min_alpha_bar] (FAPE + dRMSD) between x̂0 and the true x0: the numerator of
+    `auxiliary_structure_loss`, whose denominator is the number of chains; zero, with a graph, when none qualifies."""
     keep = alpha_bar >= min_alpha_bar
     if not keep.any(): return (eps_hat * 0).sum()
     lc = losses or ChunkedLossComputation()
     k = keep.nonzero().squeeze(1)
     x0_hat = x0_estimate(x_t[k], eps_hat[k], alpha_bar[k])
     per = lc.fape(x0_hat, x0[k], mask[k]) + lc.drmsd(x0_hat, x0[k], mask[k])
-    return per * keep.sum() / len(keep)
+    return per * keep.sum()
+
+def auxiliary_structure_loss(x_t: Tensor, eps_hat: Tensor, x0: Tensor, alpha_bar: Tensor, mask: Tensor,
+                             losses: ChunkedLossComputation | None = None, min_alpha_bar: float = 0.25) -> Tensor:
+    """Mean over the batch of 1[ᾱ ≥ min_alpha_bar] (FAPE + dRMSD) between x̂0 and the true x0 (SPEC 5.2, use in
+    training); zero, with a graph, when no sample qualifies."""
+    return auxiliary_structure_loss_sum(x_t, eps_hat, x0, alpha_bar, mask, losses, min_alpha_bar) / len(alpha_bar)
 
 # %% ../nbs/05_training.ipynb #c5631f5f
 import hashlib
 from pathlib import Path
 from .protein import load_chains, save_dataset, collate_chains
-from .diffusion import GenieSchedule, q_sample, eps_loss, noised_prediction
+from .diffusion import GenieSchedule, q_sample, eps_loss, eps_loss_sum, noised_prediction
 from .protein import centre_coords
 
 def _held_out(name: str, val_fraction: float) -> bool:
@@ -370,13 +377,15 @@ class CurriculumStream:
         if len(dataset) == 0: raise ValueError("the dataset is empty")
         self.ds, self.scheduler, self.batch_size, self.seed, self.count = dataset, scheduler, batch_size, seed, 0
     def __iter__(self): return self
-    def __next__(self) -> dict:
+    def next_indices(self) -> list[int]:
+        "Dataset indices of the next batch (advances the stream and sets the dataset's crop); `next` collates them."
         L = self.ds.max_len = self.scheduler.get_max_length(self.count)
         b = self.batch_size if isinstance(self.batch_size, int) else self.batch_size.get_batch_size(L)
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.count)
         idx = torch.randint(len(self.ds), (b,), generator=g).tolist()
         self.count += 1
-        return collate_chains([self.ds[i] for i in idx])
+        return idx
+    def __next__(self) -> dict: return collate_chains([self.ds[i] for i in self.next_indices()])
     def state_dict(self): return {'count': self.count, 'seed': self.seed, 'scheduler': self.scheduler.state_dict()}
     def load_state_dict(self, d):
         if d['scheduler'] != self.scheduler.state_dict():
@@ -396,6 +405,23 @@ def stage3_loss(model, schedule: GenieSchedule, x0: Tensor, mask: Tensor, aux_we
             loss = loss + aux_weight * auxiliary_structure_loss(d['x_t'].float(), d['eps_hat'].float(), x0c.float(),
                                                                 schedule.alpha_bars.to(x0.device)[d['k']], m.float(), losses)
     return loss
+
+def stage3_loss_parts(model, schedule: GenieSchedule, x0: Tensor, mask: Tensor, aux_weight: float = 0.0,
+                      losses: ChunkedLossComputation | None = None, generator: torch.Generator | None = None) -> dict:
+    """`stage3_loss` (the same draws) as numerators and their denominators: `eps` (Σ over valid residues) over
+    `residues`, and `aux` (`aux_weight` · Σ over chains of the structure losses) over `chains`, so that
+    `stage3_loss = eps / residues + aux / chains`. Gradient accumulation and data parallelism sum the numerators of
+    several batches and divide by the counts of all of them."""
+    d = noised_prediction(model, schedule, x0, mask, generator)
+    m = d['m']
+    eps, residues = eps_loss_sum(d['eps_hat'], d['eps'], m)
+    if residues == 0: raise ValueError("stage3_loss_parts: mask has no valid residue")
+    aux = (d['eps_hat'] * 0).sum()
+    if aux_weight:
+        with torch.autocast(device_type=x0.device.type, enabled=False):   # losses in fp32 (SPEC 5.3)
+            aux = aux_weight * auxiliary_structure_loss_sum(d['x_t'].float(), d['eps_hat'].float(),
+                centre_coords(x0, m).float(), schedule.alpha_bars.to(x0.device)[d['k']], m.float(), losses)
+    return {'eps': eps, 'residues': residues, 'aux': aux, 'chains': x0.shape[0]}
 
 class Stage3TrainingManager(DiffusionLearner):
     """The Stage 3 trainer (SPEC 5.4): `DiffusionLearner` with a step under `MixedPrecisionTrainer` (precision,

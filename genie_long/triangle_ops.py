@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 from torch.utils.checkpoint import checkpoint
 from einops import rearrange, einsum, repeat
-from .protein import check_prefix_mask
+from .protein import check_prefix_mask, LOCAL_CHAIN
 from .reference import Linear
 from .factorized_pairs import mask_factors, sdpa_padded, _check_preset
 
@@ -52,6 +52,7 @@ class FactorizedTriangleMultiplicativeUpdate(nn.Module):
         if rank < 1 or c_hidden < 1: raise ValueError(f"{type(self).__name__}: rank and c_hidden must be >= 1, got {rank}, {c_hidden}")
         if chunk_size is not None and chunk_size < 1: raise ValueError(f"{type(self).__name__}: chunk_size must be >= 1 or None, got {chunk_size}")
         self.c_p, self.rank, self.c_hidden, self.preset, self.chunk_size = c_p, rank, c_hidden, preset, chunk_size
+        self.chain = LOCAL_CHAIN   # the core is a sum over all residues, wherever they live (09)
         self.layer_norm_left, self.layer_norm_right = nn.LayerNorm(c_p), nn.LayerNorm(c_p)
         if preset == "exact":
             self.proj_left = Linear(c_p, 2 * c_hidden, fan="openfold")       # [W_aL; W_bL]
@@ -115,8 +116,8 @@ class FactorizedTriangleMultiplicativeUpdate(nn.Module):
         L = f_left.shape[1]
         S, run = (L, lambda fn, *a: fn(*a)) if self.chunk_size is None else (self.chunk_size, maybe_checkpoint)
         f_core = f_right if self.outgoing else f_left
-        core = sum(run(self._core_part, f_core[:, i:i + S], mask[:, i:i + S]) for i in range(0, L, S))
-        core = core / mask.to(core.dtype).sum(1).clamp(min=1)[:, None, None, None]   # a mean over k (empty sample: 0)
+        core = self.chain.sum(sum(run(self._core_part, f_core[:, i:i + S], mask[:, i:i + S]) for i in range(0, L, S)))
+        core = core / self.chain.sum(mask.to(core.dtype).sum(1)).clamp(min=1)[:, None, None, None]   # a mean over k (empty: 0)
         parts = [run(self._output_part, f_left[:, i:i + S], f_right[:, i:i + S], mask[:, i:i + S], core) for i in range(0, L, S)]
         return torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts], 1)
 
