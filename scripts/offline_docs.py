@@ -73,6 +73,7 @@ def build(out=ROOT / '_offline_docs', n_workers: int = 1) -> list[Path]:
     out.mkdir(parents=True)
     shutil.copytree(Path(jupyter_server_mathjax.__file__).parent / 'static', out / 'mathjax')
     if (NBS / 'styles.css').exists(): shutil.copy(NBS / 'styles.css', out / 'styles.css')
+    if (NBS / 'images').exists(): shutil.copytree(NBS / 'images', out / 'images')   # figures the markdown links to
     nbs = {p.name: nbformat.read(p, as_version=4) for p in sorted(cache.glob('*.ipynb'))}
     titles = {name: _title(nb) for name, nb in nbs.items()}
     exporter = HTMLExporter(template_name='lab', mathjax_url=MATHJAX)

@@ -41,12 +41,12 @@ def test_nbdev_preprocessing(tmp_path, monkeypatch):
 
 
 def test_readme_matches_index():
-    "README.md is index.ipynb rendered to markdown (nbdev_readme needs quarto; we render with nbconvert)."
-    index = json.loads((NBS / 'index.ipynb').read_text())
-    md = '\n'.join(''.join(c['source']) for c in index['cells'] if c['cell_type'] == 'markdown')
-    readme = (ROOT / 'README.md').read_text()
-    blocks = lambda s: re.findall(r'```sh\n(.*?)```', s, re.S)
-    assert blocks(md) and blocks(md) == blocks(readme)
+    "README.md is index.ipynb rendered by scripts/readme.py (nbdev_readme needs quarto); regenerate it after editing index."
+    import runpy
+    render = runpy.run_path(str(ROOT / 'scripts' / 'readme.py'))['render']
+    assert (ROOT / 'README.md').read_text() == render(), "README.md is stale: run python scripts/readme.py"
+    assert '#| hide' not in render() and '](nbs/images/memory_headline.png)' in render()
+    assert (NBS / 'images' / 'memory_headline.png').exists()
 
 
 CHROMIUM = next((c for c in ('chromium', 'chromium-browser', 'google-chrome') if __import__('shutil').which(c)), None)
