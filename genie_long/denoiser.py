@@ -280,6 +280,20 @@ class MemoryEstimator:
         out['total'] = sum(out.values())
         return out
 
+    def max_length(self, config: LongSequenceConfig, budget: float, batch: int = 1, mode: str = 'sample',
+                   limit: int = 2**20) -> int:
+        """The largest L (≤ `limit`) whose estimated peak, with the memory switches of `memory_policy(L)`, fits `budget`
+        bytes; 0 if not even L = 3 fits. A bisection: the estimate grows with L."""
+        from dataclasses import replace
+        fits = lambda L: self.estimate(replace(config, **memory_policy(L)), L, batch, mode)['total'] <= budget
+        if not fits(3): return 0
+        lo, hi = 3, limit
+        if fits(hi): return hi
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+        return lo
+
 # %% ../nbs/10_denoiser.ipynb #6d5b3185
 def saved_bytes_by_component(model: LongSequenceDenoiser, L: int, batch: int = 1, seed: int = 0) -> dict:
     "Bytes saved for backward by one training loss + backward at length L, split into 'ipa', 'pair_factors', 'pair_transform', 'single'."
