@@ -312,13 +312,15 @@ class SequenceTensorParallel(nn.Module):
     """Sequence parallelism for `LongSequenceDenoiser` (SPEC 09): the residues of each chain split across the ranks of
     `group`; every residue-mixing layer gathers what it needs through a `ShardedChain` (O(L R C / P + L H d̃) memory per
     rank, O(L) traffic per layer). Call it with the whole chain on every rank; it returns this rank's rows of ε̂.
-    Supported: the factorised model, exact preset, without pair-biased triangle attention (the long model's default)."""
+    Supported: the factorised model (exact preset, without pair-biased triangle attention: the long model's default)
+    and the sparse k-NN model (each rank selects its residues' neighbours among all residues)."""
     def __init__(self, model: nn.Module, group=None):
         super().__init__()
         c = getattr(model, 'config', None)
-        if c is None or getattr(c, 'pair_mode', None) != 'factorized' or c.preset != 'exact' or c.include_tri_att:
-            raise ValueError("SequenceTensorParallel: needs a LongSequenceDenoiser with pair_mode='factorized', "
-                             "preset='exact' and include_tri_att=False")
+        if c is None or getattr(c, 'pair_mode', None) not in ('factorized', 'sparse') or (
+                c.pair_mode == 'factorized' and (c.preset != 'exact' or c.include_tri_att)):
+            raise ValueError("SequenceTensorParallel: needs a LongSequenceDenoiser with pair_mode='sparse', or 'factorized' "
+                             "with preset='exact' and include_tri_att=False")
         if not dist.is_initialized(): raise RuntimeError("SequenceTensorParallel: init the process group first (torchrun)")
         self.model, self.chain = model, ShardedChain(group)
         self.src = 0 if group is None else dist.get_global_rank(group, 0)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 from torch.utils.checkpoint import checkpoint
 from einops import rearrange, einsum
-from .protein import check_prefix_mask, centre_coords
+from .protein import check_prefix_mask, centre_coords, LOCAL_CHAIN
 from .reference import PairFeatureNet, InvariantPointAttention, invert_apply_frames
 from .structure import FlashStructureLayer, FlashStructureNet, AdaptiveMHCConfig, at_least_fp32, fp32_island
 
@@ -26,43 +26,47 @@ def _sort_key(d: Tensor, j: Tensor) -> Tensor:
     "int64 keys ordered like (d, j) for non-negative fp32 d (its IEEE bit pattern is monotone) and 0 ≤ j < 2³¹."
     return (d.contiguous().view(torch.int32).long() << 32) | j
 
-def knn_coordinate(x: Tensor, mask: Tensor, k: int, chunk_size: int | None = None) -> tuple[Tensor, Tensor]:
+def _rows(l: int, rows: Tensor | None, device) -> Tensor:
+    return torch.arange(l, device=device) if rows is None else rows
+
+def knn_coordinate(x: Tensor, mask: Tensor, k: int, chunk_size: int | None = None, rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """The k nearest residues of every residue by C-alpha distance (self included), as `(idx, valid)` `[b, l, k]`.
-    Exact top-k of the key (d_ij, j), computed over blocks of `chunk_size` query residues: O(chunk·L) memory."""
+    Exact top-k of the key (d_ij, j), computed over blocks of `chunk_size` query residues: O(chunk·L) memory.
+    `rows`: the query residues (default all; under sequence parallelism, a rank's own), searched against all of x."""
     b, l, _ = x.shape
+    rows = _rows(l, rows, x.device)
     m, x32 = mask.bool(), x.detach().float()
-    S, kk = chunk_size or l, min(k, l)
+    S, kk = chunk_size or len(rows), min(k, l)
     j = torch.arange(l, device=x.device)
     inf_key = _sort_key(torch.tensor(math.inf), torch.tensor(0))
     idx, valid = [], []
-    for i0 in range(0, l, S):
-        d = torch.cdist(x32[:, i0:i0 + S], x32, compute_mode="donot_use_mm_for_euclid_dist")  # exact, per element
+    for i0 in range(0, len(rows), S):
+        r = rows[i0:i0 + S]
+        d = torch.cdist(x32[:, r], x32, compute_mode="donot_use_mm_for_euclid_dist")  # exact, per element
         key = _sort_key(d.masked_fill(~m[:, None, :], math.inf), j)
-        top = key.topk(kk, dim=-1, largest=False).values                                     # sorted by (d, j)
-        idx.append(top & 0xFFFFFFFF); valid.append((top < inf_key) & m[:, i0:i0 + S, None])
+        top = key.topk(kk, dim=-1, largest=False).values                              # sorted by (d, j)
+        idx.append(top & 0xFFFFFFFF); valid.append((top < inf_key) & m[:, r, None])
     idx, valid = torch.cat(idx, 1), torch.cat(valid, 1)
     if kk < k:  # fewer residues than k: pad with self, invalid
-        self_idx = j[None, :, None].expand(b, l, k - kk)
+        self_idx = rows[None, :, None].expand(b, len(rows), k - kk)
         idx, valid = torch.cat([idx, self_idx], -1), F.pad(valid, (0, k - kk), value=False)
     return idx, valid
 
-def knn_sequence(mask: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    "{j : |i − j| ≤ ⌊k/2⌋, j ≠ i, j < n} padded with i (invalid) to k entries, as `(idx, valid)` `[b, l, k]`."
-    b, l = mask.shape
+def knn_sequence(mask: Tensor, k: int, rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    "{j : |i − j| ≤ ⌊k/2⌋, j ≠ i, j < n} padded with i (invalid) to k entries, as `(idx, valid)` `[b, rows, k]`."
     h = k // 2
     off = torch.cat([torch.arange(-h, 0), torch.arange(1, h + 1), torch.zeros(k - 2 * h, dtype=torch.long)]).to(mask.device)
-    i = torch.arange(l, device=mask.device)[:, None]
-    j = i + off                                                                   # [l, k]
+    i = _rows(mask.shape[1], rows, mask.device)[:, None]
+    j = i + off                                                                   # [rows, k]
     n = mask.bool().sum(-1)[:, None, None]
-    valid = (j >= 0) & (j < n) & (off != 0) & mask.bool()[..., None]
+    valid = (j >= 0) & (j < n) & (off != 0) & mask.bool()[:, i[:, 0], None]
     return torch.where(valid, j, i), valid
 
-def knn_window(mask: Tensor, w: int) -> tuple[Tensor, Tensor]:
-    "The local window {j : |i − j| ≤ w, j < n} (self included), as `(idx, valid)` `[b, l, 2w + 1]`."
-    b, l = mask.shape
-    i = torch.arange(l, device=mask.device)[:, None]
+def knn_window(mask: Tensor, w: int, rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    "The local window {j : |i − j| ≤ w, j < n} (self included), as `(idx, valid)` `[b, rows, 2w + 1]`."
+    i = _rows(mask.shape[1], rows, mask.device)[:, None]
     j = i + torch.arange(-w, w + 1, device=mask.device)
-    valid = (j >= 0) & (j < mask.bool().sum(-1)[:, None, None]) & mask.bool()[..., None]
+    valid = (j >= 0) & (j < mask.bool().sum(-1)[:, None, None]) & mask.bool()[:, i[:, 0], None]
     return torch.where(valid, j, i), valid
 
 def first_occurrence(idx: Tensor, valid: Tensor) -> Tensor:
@@ -89,6 +93,7 @@ class SparseKNNPairSelector(nn.Module):
         if chunk_size is not None and chunk_size < 1: raise ValueError(f"chunk_size must be ≥ 1 or None, got {chunk_size}")
         self.k, self.strategy, self.include_all_local = k, strategy, include_all_local
         self.local_window, self.chunk_size = local_window, chunk_size
+        self.chain = LOCAL_CHAIN   # partners from the whole chain when its residues are split across processes (09)
 
     @property
     def n_neighbours(self) -> int:
@@ -101,10 +106,12 @@ class SparseKNNPairSelector(nn.Module):
         if x.ndim != 3 or x.shape[-1] != 3: raise ValueError(f"x must be [b, l, 3], got {tuple(x.shape)}")
         if tuple(mask.shape) != tuple(x.shape[:2]): raise ValueError(f"mask must be {tuple(x.shape[:2])}, got {tuple(mask.shape)}")
         check_prefix_mask(mask)
-        if self.strategy == "coordinate": parts = [knn_coordinate(x, mask, self.k, self.chunk_size)]
-        elif self.strategy == "sequence": parts = [knn_sequence(mask, self.k)]
-        else: parts = [knn_coordinate(x, mask, self.k // 2, self.chunk_size), knn_sequence(mask, self.k - self.k // 2)]
-        if self.include_all_local: parts.append(knn_window(mask, self.local_window))
+        rows = self.chain.positions(x.shape[1], x.device)              # this process's residues, in global indices
+        x, mask = self.chain.full(x), self.chain.full(mask)
+        if self.strategy == "coordinate": parts = [knn_coordinate(x, mask, self.k, self.chunk_size, rows)]
+        elif self.strategy == "sequence": parts = [knn_sequence(mask, self.k, rows)]
+        else: parts = [knn_coordinate(x, mask, self.k // 2, self.chunk_size, rows), knn_sequence(mask, self.k - self.k // 2, rows)]
+        if self.include_all_local: parts.append(knn_window(mask, self.local_window, rows))
         idx, valid = (torch.cat(t, -1) for t in zip(*parts))
         return idx, first_occurrence(idx, valid)
 
@@ -113,16 +120,20 @@ class SparsePairFeatureNet(PairFeatureNet):
     """Genie's pair features (outer sum of projected singles, clipped relative-position one-hot, C-alpha distance;
     AF2 Alg. 4/5, Genie template v1) evaluated on the edges (i, j ∈ N_i) only: O(L K C). Same parameters as
     `PairFeatureNet`, so its weights load either way."""
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.chain = LOCAL_CHAIN   # partner features and coordinates from the whole chain (09)
+
     def forward(self, s: Tensor, trans: Tensor, idx: Tensor, valid: Tensor) -> Tensor:
         "s [b, l, c_s], C-alpha trans [b, l, 3], neighbour lists idx, valid [b, l, K] → e [b, l, K, c_p], 0 where invalid."
         b, l, _ = s.shape
         if tuple(idx.shape[:2]) != (b, l) or idx.shape != valid.shape:
             raise ValueError(f"idx and valid must both be [b, l, K] with (b, l) = {(b, l)}, got {tuple(idx.shape)}, {tuple(valid.shape)}")
-        i = torch.arange(l, device=s.device)[:, None]
+        i = self.chain.positions(l, s.device)[:, None]
         rel = (i - idx).clamp(-self.relpos_k, self.relpos_k) + self.relpos_k
-        e = (self.linear_s_p_i(s)[:, :, None] + gather_residues(self.linear_s_p_j(s), idx)
+        e = (self.linear_s_p_i(s)[:, :, None] + gather_residues(self.chain.full(self.linear_s_p_j(s)), idx)
              + F.embedding(rel, self.linear_relpos.weight.T) + self.linear_relpos.bias)     # one-hot @ W = a column of W
-        dist = torch.sqrt(1e-10 + ((trans[:, :, None] - gather_residues(trans, idx)) ** 2).sum(-1, keepdim=True))
+        dist = torch.sqrt(1e-10 + ((trans[:, :, None] - gather_residues(self.chain.full(trans), idx)) ** 2).sum(-1, keepdim=True))
         return (e + self.linear_template(dist.to(s.dtype))) * valid[..., None].to(s.dtype)
 
 # %% ../nbs/06_sparse_pairs.ipynb #ead47c1d
@@ -135,6 +146,7 @@ class SparseIPA(InvariantPointAttention):
         super().__init__(c_s, c_z, c_hidden, n_head, n_qk_point, n_v_point, inf=inf, eps=eps)
         if chunk_size is not None and chunk_size < 1: raise ValueError(f"chunk_size must be ≥ 1 or None, got {chunk_size}")
         self.chunk_size = chunk_size
+        self.chain = LOCAL_CHAIN   # keys of every residue and the global centroid when the chain is split (09)
 
     def attend(self, q, q_pts, e, idx, valid, k, k_pts, v, v_pts):
         "One block of queries `[b, s, ...]` against their gathered neighbours → (o, o_pt in the global frame, o_pair)."
@@ -156,9 +168,9 @@ class SparseIPA(InvariantPointAttention):
         dt = at_least_fp32(s.dtype)
         with fp32_island(s.device):
             R, e32 = rots.to(dt), e.to(dt)
-            x = centre_coords(trans.to(dt), mask)
+            x = centre_coords(trans.to(dt), mask, self.chain)
             proj = self.project(s.to(dt), R, x)
-            keys = (proj["k"], proj["k_pts"], proj["v"], proj["v_pts"])
+            keys = tuple(self.chain.full(proj[n]) for n in ("k", "k_pts", "v", "v_pts"))   # neighbours' keys, values
             S = self.chunk_size or l
             outs = []
             for i0 in range(0, l, S):

@@ -19,6 +19,8 @@ CASES = {
     'switches': dict(L=23, kw=dict(rank_chunk=2, checkpoint_structure=True, checkpoint_pair_transform=True,
                                    pair_chunk_size=4, ipa_chunk_size=3)),
     'sqdist': dict(L=17, kw=dict(template='pooled+sqdist', use_mhc=False)),
+    # sparse k-NN edges: each rank selects its residues' neighbours among all residues
+    'sparse': dict(L=22, kw=dict(pair_mode='sparse', sparse_k=8, sparse_chunk_size=5)),
 }
 
 
