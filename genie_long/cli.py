@@ -26,12 +26,13 @@ from .train import (DiffusionLearner, BatchStream, CheckpointCB, LossPlotCB,
                               TimeLimitCB, load_checkpoint, resume, read_metrics)
 from .distributed import (DistributedModelWrapper, DistributedTrainingManager, ShardedWindows, WindowMetricsCB,
                                     SyncedTimeLimitCB, torchrun_env, shutdown_distributed)
+from .evaluation import ca_ca_stats, evaluate_backbones, write_report, print_summary, Evaluation
 
 # %% auto #0
 __all__ = ['MODELS', 'BENCH_VARIANTS', 'COMMANDS', 'CLIError', 'build_model', 'model_from_checkpoint', 'bundled_dataset',
-           'find_structures', 'prepare_dataset', 'print_prepare_report', 'train_model', 'ca_ca_stats', 'plot_traces',
-           'sample_backbones', 'run_demo', 'bench_step', 'run_bench', 'print_bench_summary', 'prepare', 'train',
-           'sample_cmd', 'demo', 'bench', 'main']
+           'find_structures', 'prepare_dataset', 'print_prepare_report', 'train_model', 'plot_traces',
+           'sample_backbones', 'run_demo', 'bench_step', 'run_bench', 'print_bench_summary', 'run_evaluate', 'prepare',
+           'train', 'sample_cmd', 'demo', 'bench', 'evaluate', 'main']
 
 # %% ../nbs/12_cli.ipynb #b32524de
 # `python -m genie_long.cli …` (and `torchrun … -m genie_long.cli …`) runs `main` at the end of the module. Until then
@@ -255,11 +256,6 @@ class _ToDevice:
     def load_state_dict(self, d): self.stream.load_state_dict(d)
 
 # %% ../nbs/12_cli.ipynb #542ddbf9
-def ca_ca_stats(coords) -> dict:
-    "Adjacent CA–CA distances of a trace: mean, std and the fraction within 3.8 ± 0.1 Å (SPEC's sample check)."
-    d = np.linalg.norm(np.diff(np.asarray(coords, np.float64), axis=0), axis=-1)
-    return {'mean': float(d.mean()), 'std': float(d.std()), 'frac_3.8': float((np.abs(d - 3.8) <= 0.1).mean())}
-
 def plot_traces(coords_list, names, png_path=None, cols: int = 4):
     "CA traces projected on their two principal axes, coloured N→C. Returns the figure."
     import matplotlib.pyplot as plt
@@ -407,6 +403,33 @@ def print_bench_summary(summary: dict):
     for k, v in summary['slopes'].items():
         print(f"slope of peak RSS, {k}, L={v['lengths'][0]}..{v['lengths'][1]}: {v['peak_rss']:.2f}")
 
+# %% ../nbs/12_cli.ipynb #3068ba52
+def run_evaluate(samples, train=None, out='evaluation', max_pairs: int | None = 200, max_train: int | None = 100,
+                 tm: bool = True, seed: int = 0, progress: bool = True) -> Evaluation:
+    "Evaluate structure files/folders (or `.npy` traces) against an optional training set; write the CSV and PNG report."
+    files_, other = find_structures(samples)
+    if bad := [p for p in other if p.suffix != '.npy']:
+        raise CLIError(f"{bad[0]}: not a structure file (.pdb/.ent/.cif/.mmcif, optionally .gz) or .npy trace")
+    files_ += other
+    if not files_: raise CLIError(f"no structure files (.pdb/.ent/.cif/.mmcif[.gz]) in {[str(s) for s in samples]}")
+    for k, v in dict(max_pairs=max_pairs, max_train=max_train).items():
+        if v is not None and v < 1: raise CLIError(f"--{k} must be ≥ 1, got {v}")
+    ref = None
+    if train is not None and tm:
+        t = Path(train)
+        if t.suffix == '.npz': ref = t
+        else:
+            ref, bad = find_structures([t])
+            if bad: raise CLIError(f"{t}: --train must be a prepared dataset (.npz), a structure file or a folder of them")
+            if not ref: raise CLIError(f"{t}: no structure files for --train")
+    ev = evaluate_backbones(files_, ref, diversity=tm, max_pairs=max_pairs, max_train=max_train, seed=seed, progress=progress)
+    csv_path, png_path = write_report(ev, out, title=f"genie-long evaluate ({len(files_)} files)")
+    print_summary(ev)
+    for r in ev.rows:
+        if r['issues']: print(f"  {r['name']}: {r['issues']}")
+    print(f"→ {csv_path}, {png_path}")
+    return ev
+
 # %% ../nbs/12_cli.ipynb #233ce40f
 @call_parse
 def prepare(src: Param("structure files or folders (searched recursively)", str, nargs='+'),
@@ -500,7 +523,18 @@ def bench(models: Param("models to compare; ratios are first / others", str, nar
         print_bench_summary(summary)
         print(f"→ {Path(out) / 'bench.csv'}, {Path(out) / 'bench.png'}")
 
-COMMANDS = {'prepare': prepare, 'train': train, 'sample': sample_cmd, 'demo': demo, 'bench': bench}
+@call_parse
+def evaluate(samples: Param("sample structure files or folders (searched recursively), or .npy traces", str, nargs='+'),
+             train: Param("training set for novelty: a prepared dataset (.npz) or structure files in a folder", str) = None,
+             out: Param("output folder (evaluation.csv, evaluation.png)", str) = 'evaluation',
+             max_pairs: Param("TM-align at most this many sample pairs (diversity)", int) = 200,
+             max_train: Param("TM-align against at most this many training chains (novelty)", int) = 100,
+             no_tm: Param("skip the TM-score diversity and novelty", bool) = False,
+             seed: Param("random seed for the pair and training subsamples", int) = 0):
+    "Evaluate C-alpha backbones: CA–CA distances, clashes, Rg, P-SEA secondary structure, TM-score diversity and novelty."
+    run_evaluate(samples, train, out, max_pairs, max_train, not no_tm, seed)
+
+COMMANDS = {'prepare': prepare, 'train': train, 'sample': sample_cmd, 'demo': demo, 'bench': bench, 'evaluate': evaluate}
 
 def main(argv=None):
     "Entry point of `genie-long`: dispatch to a subcommand; user errors → one line on stderr, exit 2."
