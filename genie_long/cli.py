@@ -5,7 +5,7 @@
 # %% ../nbs/12_cli.ipynb #2d14be54
 from __future__ import annotations
 import inspect, math, os, sys, time, traceback, warnings
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from importlib.resources import files
 from pathlib import Path
 
@@ -21,7 +21,8 @@ from .compression import CheckpointConfig, SHARING
 from .training import (ProgressiveTrainingScheduler, CurriculumStream, Stage3TrainingManager, Stage3MetricsCB,
                                  Stage3ProgressCB, GROWTH_SCHEDULES, PRECISIONS, DynamicBatchSize, split_dataset,
                                  validation_batch, ValidationCB)
-from .denoiser import MemoryEstimator
+from .denoiser import MemoryEstimator, LongSequenceConfig, memory_policy
+from .compression import available_memory_gb
 from .train import (DiffusionLearner, BatchStream, CheckpointCB, LossPlotCB,
                               TimeLimitCB, load_checkpoint, resume, read_metrics)
 from .distributed import (DistributedModelWrapper, DistributedTrainingManager, ShardedWindows, WindowMetricsCB,
@@ -31,8 +32,8 @@ from .evaluation import ca_ca_stats, evaluate_backbones, write_report, print_sum
 # %% auto #0
 __all__ = ['MODELS', 'BENCH_VARIANTS', 'COMMANDS', 'CLIError', 'build_model', 'model_from_checkpoint', 'bundled_dataset',
            'find_structures', 'prepare_dataset', 'print_prepare_report', 'train_model', 'plot_traces',
-           'sample_backbones', 'run_demo', 'bench_step', 'run_bench', 'print_bench_summary', 'run_evaluate', 'prepare',
-           'train', 'sample_cmd', 'demo', 'bench', 'evaluate', 'main']
+           'check_sample_memory', 'sample_backbones', 'run_demo', 'bench_step', 'run_bench', 'print_bench_summary',
+           'run_evaluate', 'prepare', 'train', 'sample_cmd', 'demo', 'bench', 'evaluate', 'main']
 
 # %% ../nbs/12_cli.ipynb #b32524de
 # `python -m genie_long.cli …` (and `torchrun … -m genie_long.cli …`) runs `main` at the end of the module. Until then
@@ -236,7 +237,7 @@ def train_model(out='runs/genie', model: str = 'reference', size: str = 'tiny', 
         (out / 'config.txt').write_text('\n'.join(f"{k} = {v}" for k, v in meta.items()) + '\n')
         n_params = sum(p.numel() for p in net.parameters())
         crops = f"crop {min_crop}→{crop} ({curriculum})" if curriculum else f"crop {crop}"
-        how = f", {n_proc} processes × {accumulate} micro-batches" if parallel else ""
+        how = f", {n_proc} process{'es' if n_proc > 1 else ''} × {accumulate} micro-batch{'es' if accumulate > 1 else ''}" if parallel else ""
         print(f"training {model}/{size} ({n_params:,} parameters) on {data_path.name}: {len(stream.ds)} chains, {crops}, "
               f"batch {meta['batch']}{how}, {precision}, steps {learn.step}→{steps} on {dev}", flush=True)
     # move batches to the device just before the step (ShardedWindows does it itself)
@@ -272,14 +273,35 @@ def plot_traces(coords_list, names, png_path=None, cols: int = 4):
     if png_path is not None: fig.savefig(png_path, dpi=120); plt.close(fig)
     return fig
 
+def check_sample_memory(model, lengths, count: int, batch_size: int | None = None, memory_gb: float | None = None):
+    """Before a sampling run: the `MemoryEstimator` peak of the batch holding the longest chain against `memory_gb`
+    (default: the memory available now). Over it, a `CLIError` that names the longest chain that would fit. Returns
+    (estimated GB, available GB), or None for models the estimator does not model (the dense reference, sparse pairs)."""
+    c = getattr(model, 'config', None)
+    if not isinstance(c, LongSequenceConfig) or c.pair_mode != 'factorized': return None
+    avail = available_memory_gb() if memory_gb is None else memory_gb
+    L, batch = max(lengths), min(batch_size or count * len(lengths), count * len(lengths))
+    est = MemoryEstimator()
+    need = est.estimate(replace(c, **memory_policy(L)), L, batch, 'sample')['total'] / 1e9
+    if need > avail:
+        fit = est.max_length(c, avail * 1e9, batch, 'sample')
+        raise CLIError(f"sampling {batch} chain{'s' if batch > 1 else ''} of {L} residues needs about {need:.1f} GB, and "
+                       f"{avail:.1f} GB {'is' if memory_gb is not None else 'are'} available: the longest chain that fits is "
+                       f"{fit} residues" + (" (or lower --batch_size)" if batch > 1 else ""))
+    return need, avail
+
 def sample_backbones(ckpt, lengths=(64,), count: int = 4, steps: int = 1000, noise_scale: float = 0.6, seed: int = 0,
-                     out='samples', batch_size: int | None = None, progress: bool = True, device=None) -> list[dict]:
-    "Sample `count` backbones per length from a checkpoint; write PDB + npy per sample and `traces.png`."
+                     out='samples', batch_size: int | None = None, progress: bool = True, device=None,
+                     memory_gb: float | None = None) -> list[dict]:
+    """Sample `count` backbones per length from a checkpoint; write PDB + npy per sample and `traces.png`. The memory
+    estimate is checked first (`check_sample_memory`)."""
     if count < 1: raise CLIError(f"--count must be ≥ 1, got {count}")
     if not 1 <= steps <= 1000: raise CLIError(f"--steps must be in 1..1000, got {steps}")
     if noise_scale < 0: raise CLIError(f"--noise_scale must be ≥ 0, got {noise_scale}")
     if any(l < 3 for l in lengths): raise CLIError(f"--lengths must all be ≥ 3, got {list(lengths)}")
     model, _ = model_from_checkpoint(ckpt)
+    if memory_gb is not None and not memory_gb > 0: raise CLIError(f"--memory_gb must be > 0, got {memory_gb}")
+    check_sample_memory(model, lengths, count, batch_size, memory_gb)
     if hasattr(model, 'set_memory_policy'): model.set_memory_policy(max(lengths))  # memory switches only; same weights
     model.to(_device(device))
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
@@ -483,9 +505,10 @@ def sample_cmd(ckpt: Param("checkpoint written by train", str),
                seed: Param("random seed", int) = 0,
                out: Param("output folder", str) = 'samples',
                batch_size: Param("chains per forward pass (default: all)", int) = None,
-               device: Param("cpu, cuda or auto", str) = 'auto'):
+               device: Param("cpu, cuda or auto", str) = 'auto',
+               memory_gb: Param("memory budget in GB, checked against the estimate first (default: what is available)", float) = None):
     "Sample backbones from a checkpoint; writes CA-only PDBs, .npy coordinates and a PNG of the traces."
-    sample_backbones(ckpt, lengths, count, steps, noise_scale, seed, out, batch_size, True, device)
+    sample_backbones(ckpt, lengths, count, steps, noise_scale, seed, out, batch_size, True, device, memory_gb)
 
 @call_parse
 def demo(out: Param("output folder", str) = 'genie_long_demo',

@@ -100,6 +100,8 @@ def test_long_model_train_sample(tmp_path):
     r = run('sample', run_dir / 'ckpt.pt', '--length', 40, '--count', 1, '--steps', 4, '--out', tmp_path / 's', '--device', 'cpu')
     assert r.returncode == 0, r.stderr
     assert (tmp_path / 's' / 'L0040_00.pdb').exists()
+    r = run('sample', run_dir / 'ckpt.pt', '--lengths', 300000, '--count', 1, '--memory_gb', 1, '--out', tmp_path / 's2')
+    assert_user_error(r, 'longest chain that fits')           # refused before any work, with the length that would fit
 
 
 def test_sparse_shared_train_sample(tmp_path):
