@@ -31,9 +31,9 @@ from .evaluation import ca_ca_stats, evaluate_backbones, write_report, print_sum
 
 # %% auto #0
 __all__ = ['MODELS', 'BENCH_VARIANTS', 'COMMANDS', 'CLIError', 'build_model', 'model_from_checkpoint', 'bundled_dataset',
-           'find_structures', 'prepare_dataset', 'print_prepare_report', 'train_model', 'plot_traces',
-           'check_sample_memory', 'sample_backbones', 'run_demo', 'bench_step', 'run_bench', 'print_bench_summary',
-           'run_evaluate', 'prepare', 'train', 'sample_cmd', 'demo', 'bench', 'evaluate', 'main']
+           'shipped_model', 'export_model', 'find_structures', 'prepare_dataset', 'print_prepare_report', 'train_model',
+           'plot_traces', 'check_sample_memory', 'sample_backbones', 'run_demo', 'bench_step', 'run_bench',
+           'print_bench_summary', 'run_evaluate', 'prepare', 'train', 'sample_cmd', 'demo', 'bench', 'evaluate', 'main']
 
 # %% ../nbs/12_cli.ipynb #b32524de
 # `python -m genie_long.cli …` (and `torchrun … -m genie_long.cli …`) runs `main` at the end of the module. Until then
@@ -81,6 +81,21 @@ def model_from_checkpoint(path):
 def bundled_dataset() -> Path:
     "Path of the demo dataset shipped in the package (prepared from the shared structure set; see its ATTRIBUTION.md)."
     return Path(str(files('genie_long') / 'data' / 'demo.npz'))
+
+def shipped_model() -> Path:
+    "Path of the demo model shipped in the package: the long denoiser (tiny sizes) trained on the bundled set (see 12)."
+    return Path(str(files('genie_long') / 'data' / 'demo_long.pt'))
+
+def export_model(ckpt, out, ema: bool = True) -> Path:
+    """A weights-only checkpoint for sampling: the run's EMA weights (if it kept them and `ema`) or its model weights,
+    with its meta and step; no optimiser, data or RNG state. `sample` and `model_from_checkpoint` read it as they read
+    a training checkpoint."""
+    ck = load_checkpoint(ckpt)
+    avg = (ck.get('extra') or {}).get('ema') if ema else None
+    state = {k[len('module.'):]: v for k, v in avg.items() if k.startswith('module.')} if avg else ck['model']
+    out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({'model': state, 'step': ck['step'], 'meta': {**ck['meta'], 'weights': 'ema' if avg else 'model'}}, out)
+    return out
 
 # %% ../nbs/12_cli.ipynb #f44a3cac
 def find_structures(sources) -> tuple[list[Path], list[Path]]:
@@ -497,7 +512,7 @@ def train(out: Param("run folder (checkpoint, metrics.csv, loss.png)", str) = 'r
                 val_every, val_fraction, pair_mode, sharing, accumulate)
 
 @call_parse
-def sample_cmd(ckpt: Param("checkpoint written by train", str),
+def sample_cmd(ckpt: Param("checkpoint written by train (default: the shipped demo model)", str, nargs='?', opt=False) = None,
                lengths: Param("backbone lengths", int, nargs='+') = [64],
                count: Param("samples per length", int) = 4,
                steps: Param("sampling steps (Genie: 1000; fewer is off-reference)", int) = 1000,
@@ -508,7 +523,7 @@ def sample_cmd(ckpt: Param("checkpoint written by train", str),
                device: Param("cpu, cuda or auto", str) = 'auto',
                memory_gb: Param("memory budget in GB, checked against the estimate first (default: what is available)", float) = None):
     "Sample backbones from a checkpoint; writes CA-only PDBs, .npy coordinates and a PNG of the traces."
-    sample_backbones(ckpt, lengths, count, steps, noise_scale, seed, out, batch_size, True, device, memory_gb)
+    sample_backbones(ckpt or shipped_model(), lengths, count, steps, noise_scale, seed, out, batch_size, True, device, memory_gb)
 
 @call_parse
 def demo(out: Param("output folder", str) = 'genie_long_demo',
