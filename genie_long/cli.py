@@ -341,22 +341,34 @@ def sample_backbones(ckpt, lengths=(64,), count: int = 4, steps: int = 1000, noi
     return results
 
 # %% ../nbs/12_cli.ipynb #01300870
-def run_demo(out='genie_long_demo', minutes: float = 6.0, steps: int = 4000, crop: int = 64, batch: int = 8,
-             lr: float = 1e-3, lengths=(64,), count: int = 4, seed: int = 0, progress: bool = True):
-    "Train tiny on the bundled data for at most `minutes`, then sample; prints the paths of all outputs."
+def run_demo(out='genie_long_demo', train: bool = False, minutes: float = 6.0, steps: int = 4000, crop: int = 64,
+             batch: int = 8, lr: float = 1e-3, lengths=None, count: int = 1, sample_steps: int | None = None, seed: int = 0,
+             progress: bool = True):
+    """The main job in minutes on a CPU: sample backbones at 256, 1024 and 2048 residues with the shipped demo model
+    (`sample_steps` strided steps, default 100), write PDBs, then `evaluate` them against the bundled set (CSV and a
+    one-page report). With `train`: first train the tiny reference Genie on the bundled data for at most `minutes`,
+    and sample from it instead (64 residues, 1000 steps, unless given). Prints the paths of all outputs."""
     out = Path(out)
-    run, samples = out / 'run', out / 'samples'
-    if (run / 'ckpt.pt').exists(): raise CLIError(f"{out} already holds a demo run; pass another --out or delete it")
-    learn = train_model(run, 'reference', 'tiny', None, crop, steps, batch, lr, seed, ckpt_every=200,
-                        minutes=minutes, progress=progress)
-    rows = read_metrics(run / 'metrics.csv')
-    k = max(1, len(rows) // 10)
-    first, last = np.mean([r['loss'] for r in rows[:k]]), np.mean([r['loss'] for r in rows[-k:]])
-    print(f"trained {learn.step} steps; mean ε-loss {first:.3f} Å over the first {k} steps → {last:.3f} Å over the last {k}")
-    res = sample_backbones(run / 'ckpt.pt', lengths, count, 1000, 0.6, seed, samples, progress=progress)
-    print(f"\ndemo outputs in {out.resolve()}:\n  loss curve   {run / 'loss.png'}\n  metrics      {run / 'metrics.csv'}\n"
-          f"  checkpoint   {run / 'ckpt.pt'}\n  backbones    {samples}/*.pdb\n  CA traces    {samples / 'traces.png'}")
-    return {'first_loss': first, 'last_loss': last, 'steps': learn.step, 'samples': res}
+    run, samples, report = out / 'run', out / 'samples', out / 'evaluation'
+    if (run / 'ckpt.pt').exists() or samples.exists(): raise CLIError(f"{out} already holds a demo; pass another --out or delete it")
+    if train:
+        learn = train_model(run, 'reference', 'tiny', None, crop, steps, batch, lr, seed, ckpt_every=200,
+                            minutes=minutes, progress=progress)
+        rows = read_metrics(run / 'metrics.csv')
+        k = max(1, len(rows) // 10)
+        first, last = np.mean([r['loss'] for r in rows[:k]]), np.mean([r['loss'] for r in rows[-k:]])
+        print(f"trained {learn.step} steps; mean ε-loss {first:.3f} Å over the first {k} steps → {last:.3f} Å over the last {k}")
+        ckpt, lengths, sample_steps = run / 'ckpt.pt', lengths or [64], sample_steps or 1000
+    else: ckpt, lengths, sample_steps = shipped_model(), lengths or [256, 1024, 2048], sample_steps or 100
+    res = sample_backbones(ckpt, lengths, count, sample_steps, 0.6, seed, samples, progress=progress)
+    ev = evaluate_backbones([r['pdb'] for r in res], train=bundled_dataset(), progress=progress)
+    csv_path, png_path = write_report(ev, report, title=f"genie_long demo: {len(res)} backbones, {sample_steps} sampling steps")
+    print_summary(ev)
+    made = [('backbones', f"{samples}/*.pdb"), ('CA traces', samples / 'traces.png'), ('evaluation', csv_path),
+            ('report', png_path)]
+    if train: made = [('loss curve', run / 'loss.png'), ('metrics', run / 'metrics.csv'), ('checkpoint', ckpt)] + made
+    print(f"\ndemo outputs in {out.resolve()}:\n" + '\n'.join(f"  {k:12s} {v}" for k, v in made))
+    return {'samples': res, 'evaluation': ev, **({'steps': learn.step, 'first_loss': first, 'last_loss': last} if train else {})}
 
 # %% ../nbs/12_cli.ipynb #6103c57f
 def _vm(field: str, pid='self') -> int:
@@ -527,12 +539,16 @@ def sample_cmd(ckpt: Param("checkpoint written by train (default: the shipped de
 
 @call_parse
 def demo(out: Param("output folder", str) = 'genie_long_demo',
-         minutes: Param("training time budget in minutes", float) = 6.0,
-         steps: Param("maximum training steps", int) = 4000,
-         count: Param("backbones to sample", int) = 4,
+         train: Param("train the tiny reference Genie for a few minutes first and sample from it", bool) = False,
+         minutes: Param("with --train: training time budget in minutes", float) = 6.0,
+         steps: Param("with --train: maximum training steps", int) = 4000,
+         lengths: Param("backbone lengths (default: 256 1024 2048; with --train: 64)", int, nargs='+') = None,
+         count: Param("backbones per length", int) = 1,
+         sample_steps: Param("sampling steps (default: 100 strided; with --train: 1000)", int) = None,
          seed: Param("random seed", int) = 0):
-    "Train the tiny reference Genie on the bundled dataset for a few minutes on CPU, then sample backbones."
-    run_demo(out, minutes, steps, count=count, seed=seed)
+    """Sample 256-, 1024- and 2048-residue backbones with the shipped model and evaluate them, in minutes on a CPU;
+    --train trains a small Genie first."""
+    run_demo(out, train, minutes, steps, lengths=lengths, count=count, sample_steps=sample_steps, seed=seed)
 
 # %% ../nbs/12_cli.ipynb #8eec1b38
 @call_parse

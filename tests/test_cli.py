@@ -76,11 +76,11 @@ def test_prepare_train_resume_sample(tmp_path):
 
 def test_demo_short(tmp_path):
     "The demo path end to end, cut short: a few training steps on the bundled data, 1000-step sampling."
-    r = run('demo', '--out', tmp_path / 'demo', '--steps', 6, '--count', 1, timeout=900)
+    r = run('demo', '--train', '--out', tmp_path / 'demo', '--steps', 6, '--count', 1, timeout=900)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / 'demo' / 'run' / 'loss.png').exists()
     assert len(list((tmp_path / 'demo' / 'samples').glob('*.pdb'))) == 1
-    assert 'demo outputs in' in r.stdout
+    assert 'demo outputs in' in r.stdout and (tmp_path / 'demo' / 'evaluation' / 'evaluation.csv').exists()
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason='the shared structure set is not on this machine')
