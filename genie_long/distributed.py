@@ -16,7 +16,7 @@ from torch.utils.data.distributed import DistributedSampler
 from .protein import collate_chains, LocalChain
 from .diffusion import q_sample
 from .train import TimeLimitCB, CancelFitException
-from .training import Stage3TrainingManager, Stage3MetricsCB, stage3_loss_parts, PRECISIONS
+from .training import Stage3TrainingManager, Stage3MetricsCB, stage3_loss_parts, clip_and_step, PRECISIONS
 
 # %% auto #0
 __all__ = ['NORMALIZE', 'torchrun_env', 'shutdown_distributed', 'DistributedModelWrapper', 'GradientAccumulator',
@@ -180,15 +180,7 @@ class GradientAccumulator:
     def _update(self) -> dict:
         "Unscale (fp16), clip, step or skip (non-finite gradients), zero the gradients."
         params = [p for g in self.opt.param_groups for p in g['params'] if p.grad is not None]
-        if self.scaler is not None: self.scaler.unscale_(self.opt)
-        norm = torch.nn.utils.clip_grad_norm_(params, self.grad_clip if self.grad_clip else float('inf'))
-        if self.scaler is not None:
-            before = self.scaler.get_scale()
-            self.scaler.step(self.opt); self.scaler.update()
-            skipped = self.scaler.get_scale() < before      # GradScaler lowers the scale exactly when it skips
-        else:
-            skipped = not torch.isfinite(norm).item()
-            if not skipped: self.opt.step()
+        norm, skipped = clip_and_step(self.opt, params, self.scaler, self.grad_clip)
         self.opt.zero_grad(set_to_none=True)
         return {'grad_norm': norm.item(), 'skipped': skipped, 'scale': self.scaler.get_scale() if self.scaler is not None else 1.0}
 

@@ -17,8 +17,8 @@ __all__ = ['GROWTH_SCHEDULES', 'PRECISIONS', 'ProgressiveTrainingScheduler', 'Dy
            'compute_distance_loss_chunked', 'compute_drmsd_loss_chunked', 'compute_fape_loss_chunked', 'x0_estimate',
            'auxiliary_structure_loss_sum', 'auxiliary_structure_loss', 'split_dataset', 'validation_batch',
            'validation_loss', 'ValidationCB', 'train_with_validation', 'read_validation', 'SelectiveMixedPrecision',
-           'MixedPrecisionTrainer', 'CurriculumStream', 'stage3_loss', 'stage3_loss_parts', 'Stage3TrainingManager',
-           'Stage3MetricsCB', 'Stage3ProgressCB']
+           'clip_and_step', 'MixedPrecisionTrainer', 'CurriculumStream', 'stage3_loss', 'stage3_loss_parts',
+           'Stage3TrainingManager', 'Stage3MetricsCB', 'Stage3ProgressCB']
 
 # %% ../nbs/05_training.ipynb #a22620a1
 GROWTH_SCHEDULES = ("linear", "cosine", "exponential", "geometric")
@@ -319,6 +319,19 @@ class SelectiveMixedPrecision:
         for mod in self.wrapped: del mod.forward
         self.wrapped = []
 
+def clip_and_step(opt: torch.optim.Optimizer, params, scaler=None, grad_clip: float | None = None) -> tuple[Tensor, bool]:
+    """After backward: unscale (fp16 `GradScaler`), clip the gradient norm to `grad_clip` (None: measure only), then
+    step — or skip when the gradients are not finite. Returns (gradient norm, skipped)."""
+    if scaler is not None: scaler.unscale_(opt)
+    norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip else float("inf"))
+    if scaler is not None:
+        before = scaler.get_scale()
+        scaler.step(opt); scaler.update()
+        return norm, scaler.get_scale() < before        # GradScaler lowers the scale exactly when it skips
+    skipped = not torch.isfinite(norm).item()
+    if not skipped: opt.step()
+    return norm, skipped
+
 class MixedPrecisionTrainer:
     """One optimisation step with the forward under autocast (SPEC 5.3): precision 'fp32', 'bf16' (no scaler) or 'fp16'
     (dynamic loss scaling with `torch.amp.GradScaler`: 2^16, ×2 after `growth_interval` clean steps, ×0.5 and skip on
@@ -349,16 +362,8 @@ class MixedPrecisionTrainer:
         if not torch.isfinite(loss):
             self.skipped += 1
             return {"loss": loss.item(), "grad_norm": float("nan"), "skipped": True, "scale": self.scale}
-        if self.scaler: self.scaler.scale(loss).backward(); self.scaler.unscale_(self.opt)
-        else: loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(params, self.grad_clip if self.grad_clip else float("inf"))
-        if self.scaler:
-            before = self.scaler.get_scale()
-            self.scaler.step(self.opt); self.scaler.update()
-            skipped = self.scaler.get_scale() < before        # GradScaler lowers the scale exactly when it skips
-        else:
-            skipped = not torch.isfinite(norm).item()
-            if not skipped: self.opt.step()
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+        norm, skipped = clip_and_step(self.opt, params, self.scaler, self.grad_clip)
         if skipped: self.opt.zero_grad(set_to_none=True); self.skipped += 1
         return {"loss": loss.item(), "grad_norm": norm.item(), "skipped": skipped, "scale": self.scale}
 
