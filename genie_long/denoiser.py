@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_denoiser.ipynb #69da1ae2
 from __future__ import annotations
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, field, asdict, replace
 import numpy as np
 import torch
 from torch import nn, Tensor
@@ -284,7 +284,6 @@ class MemoryEstimator:
                    limit: int = 2**20) -> int:
         """The largest L (≤ `limit`) whose estimated peak, with the memory switches of `memory_policy(L)`, fits `budget`
         bytes; 0 if not even L = 3 fits. A bisection: the estimate grows with L."""
-        from dataclasses import replace
         fits = lambda L: self.estimate(replace(config, **memory_policy(L)), L, batch, mode)['total'] <= budget
         if not fits(3): return 0
         lo, hi = 3, limit
@@ -372,7 +371,6 @@ def calibrate_rss(config: LongSequenceConfig, lengths=(128, 256), est: MemoryEst
     """Fit working-set factors and runtime constants of `est` to measured peak RSS (mmap threshold pinned) at `lengths`:
     per mode, one slope and one intercept. Sample: w_sample. Train: w_train on the model without pair-transform layers,
     then, if `config` has them, w_t (the backward working set of one pair-transform layer) with w_train kept."""
-    from dataclasses import replace
     est = est or MemoryEstimator()
     if config.n_pair_transform_layer > 0: est = calibrate_rss(replace(config, n_pair_transform_layer=0), lengths, est)
     fit = {}
