@@ -144,7 +144,7 @@ def _device(device: str | None) -> torch.device:
     return dev
 
 def train_model(out='runs/genie', model: str = 'reference', size: str = 'tiny', data=None, crop: int = 128,
-                steps: int = 1000, batch: int = 8, lr: float = 1e-4, seed: int = 0, ckpt_every: int = 100,
+                steps: int = 1000, batch: int = 8, lr: float | None = None, seed: int = 0, ckpt_every: int = 100,
                 resume_run: bool = False, minutes: float | None = None, progress: bool = True, device=None,
                 curriculum: str | None = None, min_crop: int = 64, warmup_steps: int | None = None,
                 growth_steps: int | None = None, precision: str = 'fp32', grad_clip: float | None = None,
@@ -157,13 +157,13 @@ def train_model(out='runs/genie', model: str = 'reference', size: str = 'tiny', 
     `MemoryEstimator`, `batch` being the largest. `val_every` holds out `val_fraction` of the structures and logs the
     validation ε-loss to `val.csv`. `aux_weight` defaults to 0 for the reference (Genie) and 0.02 for the long model.
     `pair_mode` ('factorized' or 'sparse') and `sharing` (structure-layer weight sharing) configure the long model; a
-    resumed run keeps the ones it was started with. Under `torchrun` (data parallel) or with `accumulate` > 1 it runs
+    resumed run keeps the ones it was started with, and its learning rate unless `lr` is given (default 1e-4). Under `torchrun` (data parallel) or with `accumulate` > 1 it runs
     `DistributedTrainingManager`: `batch` is the global batch of one micro-step, split over the processes, and an
     optimiser step takes `accumulate` of them, normalised by tokens (exactly the large batch); rank 0 writes the files."""
     for k, v in dict(crop=crop, steps=steps, batch=batch, ckpt_every=ckpt_every).items():
         if v < 1: raise CLIError(f"--{k} must be ≥ 1, got {v}")
     if crop < 3: raise CLIError(f"--crop must be ≥ 3 (frames need 3 residues), got {crop}")
-    if not lr > 0: raise CLIError(f"--lr must be > 0, got {lr}")
+    if lr is not None and not lr > 0: raise CLIError(f"--lr must be > 0, got {lr}")
     if curriculum is not None and curriculum not in GROWTH_SCHEDULES:
         raise CLIError(f"--curriculum {curriculum!r}: choose one of {', '.join(GROWTH_SCHEDULES)}")
     if curriculum is not None and not 3 <= min_crop <= crop: raise CLIError(f"--min_crop must be in 3..--crop ({crop}), got {min_crop}")
@@ -192,6 +192,8 @@ def train_model(out='runs/genie', model: str = 'reference', size: str = 'tiny', 
     if resume_run and not ckpt_path.exists(): raise CLIError(f"--resume: no checkpoint at {ckpt_path}")
     ckpt = load_checkpoint(ckpt_path) if resume_run else None
     if ckpt: overrides = {**ckpt['meta'].get('overrides', {}), **overrides}    # the run's own model settings
+    new_lr = lr                                     # given on a resume: replaces the rate the optimiser state holds
+    if lr is None: lr = ckpt['meta'].get('lr', 1e-4) if ckpt else 1e-4
     torch.manual_seed(seed)
     net, meta = build_model(model, size, L=crop, **overrides)
     if parallel:   # the same weights on every rank (DDP also broadcasts rank 0's), then each rank its own noise
@@ -246,6 +248,8 @@ def train_model(out='runs/genie', model: str = 'reference', size: str = 'tiny', 
         try: resume(learn, ckpt)
         except ValueError as e: raise CLIError(f"{ckpt_path}: {e}; resume with the run's own settings") from None
         if learn.step >= steps: raise CLIError(f"{ckpt_path} is already at step {learn.step} ≥ --steps {steps}")
+        if new_lr is not None:
+            for g in learn.opt.param_groups: g['lr'] = new_lr
         if rank > 0: torch.manual_seed((seed * 1_000_003 + rank) * 7919 + learn.step)   # not rank 0's saved RNG state
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -497,7 +501,7 @@ def train(out: Param("run folder (checkpoint, metrics.csv, loss.png)", str) = 'r
           crop: Param("crop chains to at most this many residues", int) = 128,
           steps: Param("train until this step", int) = 1000,
           batch: Param("chains per batch", int) = 8,
-          lr: Param("Adam learning rate", float) = 1e-4,
+          lr: Param("Adam learning rate (default: 1e-4; a resumed run keeps its own unless given)", float) = None,
           seed: Param("random seed", int) = 0,
           ckpt_every: Param("checkpoint every N steps (and at the end)", int) = 100,
           resume: Param("continue the run in --out from its checkpoint", bool) = False,
