@@ -299,7 +299,7 @@ def check_sample_memory(model, lengths, count: int, batch_size: int | None = Non
     c = getattr(model, 'config', None)
     if not isinstance(c, LongSequenceConfig) or c.pair_mode != 'factorized': return None
     avail = available_memory_gb() if memory_gb is None else memory_gb
-    L, batch = max(lengths), min(batch_size or count * len(lengths), count * len(lengths))
+    L, batch = max(lengths), min(batch_size, count * len(lengths)) if batch_size else count   # `sample` batches
     est = MemoryEstimator()
     need = est.estimate(replace(c, **memory_policy(L)), L, batch, 'sample')['total'] / 1e9
     if need > avail:
@@ -535,7 +535,7 @@ def sample_cmd(ckpt: Param("checkpoint written by train (default: the shipped de
                noise_scale: Param("noise scale λ of the ancestral sampler", float) = 0.6,
                seed: Param("random seed", int) = 0,
                out: Param("output folder", str) = 'samples',
-               batch_size: Param("chains per forward pass (default: all)", int) = None,
+               batch_size: Param("chains per forward pass (default: one batch per length)", int) = None,
                device: Param("cpu, cuda or auto", str) = 'auto',
                memory_gb: Param("memory budget in GB, checked against the estimate first (default: what is available)", float) = None):
     "Sample backbones from a checkpoint; writes CA-only PDBs, .npy coordinates and a PNG of the traces."

@@ -175,7 +175,7 @@ def sample(model, lengths: int | Sequence[int], n_per_length: int = 1, schedule:
     Returns a list of [n_i,3] C-alpha coordinate tensors (CPU), `n_per_length` chains per entry of `lengths`, in that
     order; with `return_trajectory`, also a list of [n_frames,n_i,3] trajectories (initial noise, every
     `trajectory_every` steps, final). `schedule` defaults to `GenieSchedule(1000)`; `n_steps` < T respaces it
-    (off-reference). `batch_size` chains per forward pass (default: all); `seed` fixes all the noise (default: drawn
+    (off-reference). `batch_size` chains per forward pass (default: one batch per length, unpadded); `seed` fixes all the noise (default: drawn
     from torch's global RNG); `device` defaults to the model's."""
     lengths = [lengths] if isinstance(lengths, int) else list(lengths)
     if not lengths: raise ValueError("lengths is empty")
@@ -204,18 +204,19 @@ def sample(model, lengths: int | Sequence[int], n_per_length: int = 1, schedule:
 
     chains = [n for n in lengths for _ in range(n_per_length)]
     order = sorted(range(len(chains)), key=lambda i: -chains[i])   # stable: similar lengths share a batch
-    bs = batch_size or len(chains)
+    if batch_size is None:   # one batch per length: padding a short chain to a long one would cost the long one's time
+        batches = [[i for i in order if chains[i] == n] for n in dict.fromkeys(chains[i] for i in order)]
+    else: batches = [order[j:j + batch_size] for j in range(0, len(order), batch_size)]
     coords, trajs = [None] * len(chains), [None] * len(chains)
     was_training = model.training if isinstance(model, nn.Module) else None
     if was_training is not None: model.eval()
     try:
-        for j in range(0, len(order), bs):
-            idx = order[j:j + bs]
+        for b, idx in enumerate(batches):
             ns = torch.tensor([chains[i] for i in idx], device=device)
             mask = (torch.arange(int(ns.max()), device=device) < ns[:, None]).to(dtype)
             x, traj = _sample_batch(model, schedule, mask, float(noise_scale), gen,
                                     trajectory_every if return_trajectory else None, progress,
-                                    f"batch {j // bs + 1}/{-(-len(order) // bs)}")
+                                    f"batch {b + 1}/{len(batches)}, L={int(ns.max())}")
             x = x.cpu()
             if traj: traj = rearrange(torch.stack(traj), "f b l c -> b f l c")
             for r, i in enumerate(idx):
