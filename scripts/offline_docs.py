@@ -10,6 +10,7 @@ from pathlib import Path
 
 import nbformat, yaml
 from nbconvert import HTMLExporter
+from nbconvert.preprocessors import TagRemovePreprocessor
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT / 'nbs'
@@ -37,11 +38,16 @@ def sidebar_sections() -> list[tuple[str, list[str]]]:
     return out
 
 
-def _title(nb) -> str:
-    for c in nb.cells:
-        if c.cell_type == 'markdown':
-            m = re.search(r'^#\s+(.+)$', c.source, re.M)
-            if m: return m.group(1).strip()
+def _frontmatter_to_heading(nb) -> str:
+    """nbdev's processor turns a notebook's title cell into quarto's YAML front matter (a raw cell); quarto renders it
+    as the page title and lead. Here it becomes the same as markdown: `# title` and the description as a quote.
+    Returns the title ('' when the notebook has none)."""
+    for i, c in enumerate(nb.cells):
+        if c.cell_type == 'raw' and c.source.lstrip().startswith('---'):
+            fm = yaml.safe_load(c.source.strip().strip('-')) or {}
+            title, lead = str(fm.get('title', '')), str(fm.get('description', '')).strip()
+            nb.cells[i] = nbformat.v4.new_markdown_cell(f"# {title}" + (f"\n\n> {lead}" if lead else ''))
+            return title
     return ''
 
 
@@ -60,6 +66,19 @@ def _local_links(body: str) -> str:
     return re.sub(r'href="(?!https?:|#|mailto:)([^"#]+)\.ipynb(#[^"]*)?"', lambda m: f'href="{m.group(1)}.html{m.group(2) or ""}"', body)
 
 
+def _quarto_cells(nb):
+    """What quarto does with nbdev's processed cells, done here: a code cell marked `#| echo: false` shows only its
+    output (show_doc cells), the `#|` directive lines are not shown, and pandoc link attributes such as
+    `{target="_blank" ...}` in markdown outputs are dropped (nbconvert's markdown would print them)."""
+    for c in nb.cells:
+        if c.cell_type != 'code': continue
+        if re.search(r'^#\|\s*echo:\s*false\s*$', c.source, re.M): c.metadata.setdefault('tags', []).append('remove_input')
+        c.source = '\n'.join(l for l in c.source.splitlines() if not l.startswith('#|')).strip('\n')
+        for o in c.get('outputs', []):
+            if 'text/markdown' in o.get('data', {}):
+                o['data']['text/markdown'] = re.sub(r'(\]\([^)]*\))\{[^}]*\}', r'\1', o['data']['text/markdown'])
+
+
 def build(out=ROOT / '_offline_docs', n_workers: int = 1) -> list[Path]:
     "Process every notebook with nbdev, render each to `out/<name>.html`; returns the pages written."
     from nbdev.serve import proc_nbs
@@ -75,8 +94,10 @@ def build(out=ROOT / '_offline_docs', n_workers: int = 1) -> list[Path]:
     if (NBS / 'styles.css').exists(): shutil.copy(NBS / 'styles.css', out / 'styles.css')
     if (NBS / 'images').exists(): shutil.copytree(NBS / 'images', out / 'images')   # figures the markdown links to
     nbs = {p.name: nbformat.read(p, as_version=4) for p in sorted(cache.glob('*.ipynb'))}
-    titles = {name: _title(nb) for name, nb in nbs.items()}
-    exporter = HTMLExporter(template_name='lab', mathjax_url=MATHJAX)
+    titles = {name: _frontmatter_to_heading(nb) for name, nb in nbs.items()}
+    for nb in nbs.values(): _quarto_cells(nb)
+    exporter = HTMLExporter(template_name='lab', mathjax_url=MATHJAX, exclude_input_prompt=True, exclude_output_prompt=True)
+    exporter.register_preprocessor(TagRemovePreprocessor(remove_input_tags={'remove_input'}, enabled=True), enabled=True)
     pages = []
     for name, nb in nbs.items():
         body, _ = exporter.from_notebook_node(nb, resources={'metadata': {'name': titles[name] or Path(name).stem}})

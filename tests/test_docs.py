@@ -78,6 +78,9 @@ def test_offline_site_renders_in_chromium(tmp_path):
         dom = _dom(page)
         text = re.sub(r'<(script|style)\b.*?</\1>', '', dom, flags=re.S)
         assert '$$' not in text and 'Math Processing Error' not in text, page.name
+        assert 'output-file:' not in text and re.search(r'<h1\b', dom), f"{page.name}: front matter not rendered as a title"
+        shown = re.sub(r'<code>.*?</code>', '', text, flags=re.S)          # prose may quote a directive
+        assert '{target=' not in shown and '#| ' not in shown, f"{page.name}: quarto directives or link attributes shown raw"
         has_math = any('$' in ''.join(c['source']) for c in nb['cells'] if c['cell_type'] == 'markdown')
         if has_math: assert 'class="MathJax' in dom and 'STIXMathJax' in dom, f"{page.name}: math not typeset in STIX-Web"
         n_plots = sum('image/png' in o.get('data', {}) for c in nb['cells'] if c['cell_type'] == 'code' for o in c.get('outputs', []))
