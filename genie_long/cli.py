@@ -30,10 +30,11 @@ from .distributed import (DistributedModelWrapper, DistributedTrainingManager, S
 from .evaluation import ca_ca_stats, evaluate_backbones, write_report, print_summary, Evaluation
 
 # %% auto #0
-__all__ = ['MODELS', 'BENCH_VARIANTS', 'COMMANDS', 'CLIError', 'build_model', 'model_from_checkpoint', 'bundled_dataset',
-           'shipped_model', 'export_model', 'find_structures', 'prepare_dataset', 'print_prepare_report', 'train_model',
-           'plot_traces', 'check_sample_memory', 'sample_backbones', 'run_demo', 'bench_step', 'run_bench',
-           'print_bench_summary', 'run_evaluate', 'prepare', 'train', 'sample_cmd', 'demo', 'bench', 'evaluate', 'main']
+__all__ = ['MODELS', 'BENCH_VARIANTS', 'COMMANDS', 'CLIError', 'build_model', 'checkpoint_weights', 'model_from_checkpoint',
+           'bundled_dataset', 'shipped_model', 'export_model', 'find_structures', 'prepare_dataset',
+           'print_prepare_report', 'train_model', 'plot_traces', 'check_sample_memory', 'sample_backbones', 'run_demo',
+           'bench_step', 'run_bench', 'print_bench_summary', 'run_evaluate', 'prepare', 'train', 'sample_cmd', 'demo',
+           'bench', 'evaluate', 'main']
 
 # %% ../nbs/12_cli.ipynb #b32524de
 # `python -m genie_long.cli …` (and `torchrun … -m genie_long.cli …`) runs `main` at the end of the module. Until then
@@ -64,15 +65,23 @@ def build_model(name: str = 'reference', size: str = 'tiny', L: int | None = Non
     except (TypeError, ValueError) as e: raise CLIError(f"model {name!r}, size {size!r}: {e}") from None
     return cls(cfg), {'model': name, 'size': size, 'config': asdict(cfg), 'overrides': overrides}
 
-def model_from_checkpoint(path):
-    "Rebuild the model stored in a checkpoint (eval mode, CPU). Returns `(model, ckpt)`."
+def checkpoint_weights(ck: dict, ema: bool = True) -> tuple[dict, str]:
+    "The weights a checkpoint offers for sampling: its EMA average if the run kept one (and `ema`), else the model's."
+    avg = (ck.get('extra') or {}).get('ema') if ema else None
+    if avg: return {k[len('module.'):]: v for k, v in avg.items() if k.startswith('module.')}, 'ema'
+    return ck['model'], ck['meta'].get('weights', 'model')
+
+def model_from_checkpoint(path, ema: bool = True):
+    """Rebuild the model stored in a checkpoint (eval mode, CPU), with the run's EMA weights when it kept them and
+    `ema` (what one samples from), else its model weights. Returns `(model, ckpt)`."""
     ckpt = load_checkpoint(path)
     meta = ckpt['meta']
     if meta.get('model') not in MODELS: raise CLIError(f"{path}: checkpoint of unknown model {meta.get('model')!r}")
     config_fn, cls = MODELS[meta['model']]
     cfg = type(config_fn(meta['size']))(**meta['config'])
     model = cls(cfg)
-    try: model.load_state_dict(ckpt['model'])
+    state, model.weights = checkpoint_weights(ckpt, ema)
+    try: model.load_state_dict(state)
     except RuntimeError as e:  # e.g. a checkpoint written by an older genie_long, before its model gained layers
         raise CLIError(f"{path}: its weights do not fit the {meta['model']!r} model of this genie_long version "
                        f"({str(e).splitlines()[0].rstrip(':')}); retrain, or use the version that wrote it") from None
@@ -91,10 +100,9 @@ def export_model(ckpt, out, ema: bool = True) -> Path:
     with its meta and step; no optimiser, data or RNG state. `sample` and `model_from_checkpoint` read it as they read
     a training checkpoint."""
     ck = load_checkpoint(ckpt)
-    avg = (ck.get('extra') or {}).get('ema') if ema else None
-    state = {k[len('module.'):]: v for k, v in avg.items() if k.startswith('module.')} if avg else ck['model']
+    state, weights = checkpoint_weights(ck, ema)
     out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({'model': state, 'step': ck['step'], 'meta': {**ck['meta'], 'weights': 'ema' if avg else 'model'}}, out)
+    torch.save({'model': state, 'step': ck['step'], 'meta': {**ck['meta'], 'weights': weights}}, out)
     return out
 
 # %% ../nbs/12_cli.ipynb #f44a3cac
@@ -318,12 +326,13 @@ def sample_backbones(ckpt, lengths=(64,), count: int = 4, steps: int = 1000, noi
     if not 1 <= steps <= 1000: raise CLIError(f"--steps must be in 1..1000, got {steps}")
     if noise_scale < 0: raise CLIError(f"--noise_scale must be ≥ 0, got {noise_scale}")
     if any(l < 3 for l in lengths): raise CLIError(f"--lengths must all be ≥ 3, got {list(lengths)}")
-    model, _ = model_from_checkpoint(ckpt)
+    model, ck = model_from_checkpoint(ckpt)
     if memory_gb is not None and not memory_gb > 0: raise CLIError(f"--memory_gb must be > 0, got {memory_gb}")
     check_sample_memory(model, lengths, count, batch_size, memory_gb)
     if hasattr(model, 'set_memory_policy'): model.set_memory_policy(max(lengths))  # memory switches only; same weights
     model.to(_device(device))
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    if progress: print(f"{Path(ckpt).name}: {ck['meta']['model']}/{ck['meta']['size']}, {model.weights} weights at step {ck.get('step')}")
     if steps < 1000: print(f"note: {steps} sampling steps instead of Genie's 1000 is off-reference (Genie's maintainers report broken outputs)")
     t0 = time.time()
     with warnings.catch_warnings():
