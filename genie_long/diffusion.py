@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['cosine_beta_schedule', 'GenieSchedule', 'q_sample', 'eps_loss_sum', 'eps_loss', 'noised_prediction', 'training_loss',
-           'sample']
+           'eps_error_by_step', 'sample']
 
 # %% ../nbs/00a_diffusion.ipynb #22bd5122
 import math, warnings
@@ -125,6 +125,27 @@ def training_loss(model, schedule: GenieSchedule, x0: Tensor, mask: Tensor,
     $t\\sim\\mathcal U\\{0..T-1\\}$ per sample and ε, noise, call `model(x_t, t, mask)`, return `eps_loss`."""
     d = noised_prediction(model, schedule, x0, mask, generator)
     return eps_loss(d['eps_hat'], d['eps'], d['m'])
+
+# %% ../nbs/00a_diffusion.ipynb #7c62d2f0
+@torch.no_grad()
+def eps_error_by_step(model, schedule: GenieSchedule, x0: Tensor, mask: Tensor, steps: Sequence[int],
+                      seed: int = 0) -> dict[int, float]:
+    """Genie's ε-loss of `model` at each of the schedule's `steps` (indices into `schedule`), on the centred `x0` [b,l,3]
+    noised with one draw of ε (from `seed`) for all steps; the model in eval mode (its mode is restored)."""
+    _check_xm(x0, mask)
+    eps = _randn(x0.shape, x0, torch.Generator(device=x0.device).manual_seed(seed))
+    m = mask.to(x0.dtype)
+    was_training = model.training if isinstance(model, nn.Module) else None
+    if was_training is not None: model.eval()
+    try:
+        out = {}
+        for k in steps:
+            x_t, e = q_sample(schedule, x0, int(k), mask, eps=eps)
+            t = schedule.timesteps.to(x0.device)[int(k)].expand(x0.shape[0])
+            out[int(k)] = eps_loss(model(x_t, t, m), e, m).item()
+    finally:
+        if was_training is not None: model.train(was_training)
+    return out
 
 # %% ../nbs/00a_diffusion.ipynb #704ae81f
 def _progress(it, show: bool, comment: str = ""):
