@@ -309,7 +309,7 @@ def print_summary(ev: Evaluation, file=None):
     s = ev.summary
     div = '—' if math.isnan(s['tm_pairwise']) else f"{s['tm_pairwise']:.3f} (mean of {s['tm_pairs']} pairs)"
     nov = '—' if math.isnan(s['novelty_tm']) else f"{s['novelty_tm']:.3f} ({100 * s['novel_frac']:.0f}% below 0.5)"
-    print(f"{s['samples']} backbones, mean length {s['length']:.0f}\n"
+    print(f"{s['samples']} backbone{'s' if s['samples'] != 1 else ''}, mean length {s['length']:.0f}\n"
           f"  adjacent CA–CA      {s['caca_mean']:.3f} ± {s['caca_std']:.3f} Å, {100 * s['caca_frac_3.8']:.1f}% within 3.8 ± 0.1 Å\n"
           f"  clashes (< 3 Å)     rate {s['clash_rate']:.2e}, {100 * s['clash_residues']:.2f}% of residues\n"
           f"  Rg / 2.2 L^0.38     {s['rg_ratio']:.2f}\n"
