@@ -21,7 +21,7 @@ FONT_CONFIG = ('<script type="text/x-mathjax-config">MathJax.Hub.Config({"HTML-C
 NAV_CSS = ('<style>.gl-nav{position:fixed;top:0;left:0;width:230px;height:100%;overflow:auto;padding:12px;'
            'font:14px sans-serif;background:#f7f7f7;border-right:1px solid #ddd}.gl-nav h4{margin:12px 0 4px}'
            '.gl-nav a{display:block;padding:2px 0;color:#2a6;text-decoration:none}.gl-nav a.here{font-weight:bold}'
-           'body{margin-left:260px !important}</style>')
+           'body{margin-left:260px !important}pre{white-space:pre-wrap;overflow-wrap:anywhere}</style>')
 
 
 def page_name(notebook: str) -> str:
