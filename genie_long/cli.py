@@ -166,9 +166,10 @@ def train_model(out='runs/genie', model: str = 'reference', size: str = 'tiny', 
     `MemoryEstimator`, `batch` being the largest. `val_every` holds out `val_fraction` of the structures and logs the
     validation ε-loss to `val.csv`. `aux_weight` defaults to 0 for the reference (Genie) and 0.02 for the long model.
     `pair_mode` ('factorized' or 'sparse') and `sharing` (structure-layer weight sharing) configure the long model; a
-    resumed run keeps the ones it was started with, and its learning rate unless `lr` is given (default 1e-4). Under `torchrun` (data parallel) or with `accumulate` > 1 it runs
-    `DistributedTrainingManager`: `batch` is the global batch of one micro-step, split over the processes, and an
-    optimiser step takes `accumulate` of them, normalised by tokens (exactly the large batch); rank 0 writes the files."""
+    resumed run keeps the ones it was started with, and its learning rate unless `lr` is given (default 1e-4). Under
+    `torchrun` (data parallel) or with `accumulate` > 1 it runs `DistributedTrainingManager`: `batch` is the global batch
+    of one micro-step, split over the processes, and an optimiser step takes `accumulate` of them, normalised by tokens
+    (exactly the large batch); rank 0 writes the files."""
     for k, v in dict(crop=crop, steps=steps, batch=batch, ckpt_every=ckpt_every).items():
         if v < 1: raise CLIError(f"--{k} must be ≥ 1, got {v}")
     if crop < 3: raise CLIError(f"--crop must be ≥ 3 (frames need 3 residues), got {crop}")

@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['cosine_beta_schedule', 'GenieSchedule', 'q_sample', 'eps_loss_sum', 'eps_loss', 'noised_prediction', 'training_loss',
-           'eps_error_by_step', 'sample']
+           'eval_mode', 'eps_error_by_step', 'sample']
 
 # %% ../nbs/00a_diffusion.ipynb #22bd5122
-import math, warnings
+import contextlib, math, warnings
 from collections.abc import Sequence
 
 import torch
@@ -127,6 +127,15 @@ def training_loss(model, schedule: GenieSchedule, x0: Tensor, mask: Tensor,
     return eps_loss(d['eps_hat'], d['eps'], d['m'])
 
 # %% ../nbs/00a_diffusion.ipynb #7c62d2f0
+@contextlib.contextmanager
+def eval_mode(model):
+    "Run the block with `model` in eval mode (no dropout) and restore its mode after; plain callables pass through."
+    was_training = model.training if isinstance(model, nn.Module) else None
+    if was_training is not None: model.eval()
+    try: yield model
+    finally:
+        if was_training is not None: model.train(was_training)
+
 @torch.no_grad()
 def eps_error_by_step(model, schedule: GenieSchedule, x0: Tensor, mask: Tensor, steps: Sequence[int],
                       seed: int = 0) -> dict[int, float]:
@@ -134,17 +143,12 @@ def eps_error_by_step(model, schedule: GenieSchedule, x0: Tensor, mask: Tensor, 
     noised with one draw of ε (from `seed`) for all steps; the model in eval mode (its mode is restored)."""
     _check_xm(x0, mask)
     eps = _randn(x0.shape, x0, torch.Generator(device=x0.device).manual_seed(seed))
-    m = mask.to(x0.dtype)
-    was_training = model.training if isinstance(model, nn.Module) else None
-    if was_training is not None: model.eval()
-    try:
-        out = {}
+    m, out = mask.to(x0.dtype), {}
+    with eval_mode(model):
         for k in steps:
             x_t, e = q_sample(schedule, x0, int(k), mask, eps=eps)
             t = schedule.timesteps.to(x0.device)[int(k)].expand(x0.shape[0])
             out[int(k)] = eps_loss(model(x_t, t, m), e, m).item()
-    finally:
-        if was_training is not None: model.train(was_training)
     return out
 
 # %% ../nbs/00a_diffusion.ipynb #704ae81f
@@ -229,9 +233,7 @@ def sample(model, lengths: int | Sequence[int], n_per_length: int = 1, schedule:
         batches = [[i for i in order if chains[i] == n] for n in dict.fromkeys(chains[i] for i in order)]
     else: batches = [order[j:j + batch_size] for j in range(0, len(order), batch_size)]
     coords, trajs = [None] * len(chains), [None] * len(chains)
-    was_training = model.training if isinstance(model, nn.Module) else None
-    if was_training is not None: model.eval()
-    try:
+    with eval_mode(model):
         for b, idx in enumerate(batches):
             ns = torch.tensor([chains[i] for i in idx], device=device)
             mask = (torch.arange(int(ns.max()), device=device) < ns[:, None]).to(dtype)
@@ -243,6 +245,4 @@ def sample(model, lengths: int | Sequence[int], n_per_length: int = 1, schedule:
             for r, i in enumerate(idx):
                 coords[i] = x[r, :chains[i]]
                 if return_trajectory: trajs[i] = traj[r, :, :chains[i]]
-    finally:
-        if was_training is not None: model.train(was_training)
     return (coords, trajs) if return_trajectory else coords
