@@ -220,6 +220,7 @@ class DistributedTrainingManager(Stage3TrainingManager):
                  aux_weight: float = 0.0, cbs=(), meta: dict | None = None):
         super().__init__(parallel.model, data, schedule, lr, precision, grad_clip, ema_decay, aux_weight, cbs, meta)
         self.parallel = parallel
+        self.defer_interrupt = not parallel.distributed   # each rank would finish its step alone: stop at once instead
         self.accumulator = GradientAccumulator(parallel.wrapped, self.opt, data.steps, "tokens", self.trainer.scaler, grad_clip)
         self.window = {}
 

@@ -4,7 +4,8 @@
 
 # %% ../nbs/00_protein.ipynb #5ac9d530
 from __future__ import annotations
-import gzip, itertools, math, warnings
+import gzip, itertools, math, os, tempfile, warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,12 +14,25 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['BREAK_DIST', 'LOCAL_CHAIN', 'ProteinChain', 'structure_format', 'read_chains', 'ca_structure', 'write_ca',
-           'check_prefix_mask', 'LocalChain', 'centre_coords', 'frenet_frames', 'ideal_helix', 'save_dataset',
-           'load_chains', 'ProteinDataset', 'collate_chains', 'LengthBucketSampler']
+__all__ = ['BREAK_DIST', 'MAX_COORD', 'LOCAL_CHAIN', 'coords_problem', 'ProteinChain', 'structure_format', 'read_chains',
+           'ca_structure', 'write_ca', 'check_prefix_mask', 'LocalChain', 'centre_coords', 'frenet_frames',
+           'ideal_helix', 'atomic_write', 'save_dataset', 'load_chains', 'ProteinDataset', 'collate_chains',
+           'LengthBucketSampler']
 
 # %% ../nbs/00_protein.ipynb #92d2446b
 BREAK_DIST = 4.2  # Å; consecutive CA atoms farther apart than this are not bonded
+MAX_COORD = 9999.0  # Å; PDB's fixed columns end here, and no deposited structure comes near it
+
+def coords_problem(coords) -> str | None:
+    "Why a CA trace cannot be used (non-finite or absurd coordinates, naming the first bad residue), or None."
+    x = np.asarray(coords, dtype=np.float64)
+    bad = ~np.isfinite(x).all(-1)
+    if bad.any(): return f"non-finite CA coordinates at residue {int(np.argmax(bad)) + 1} of {len(x)}"
+    far = (np.abs(x) > MAX_COORD).any(-1)
+    if far.any():
+        k = int(np.argmax(far))
+        return f"absurd CA coordinate {np.abs(x[k]).max():.3g} Å at residue {k + 1} (beyond ±{MAX_COORD:.0f} Å)"
+    return None
 
 @dataclass
 class ProteinChain:
@@ -114,6 +128,7 @@ def read_chains(path, chains=None, min_length: int = 20, on_break: str = 'keep',
         letters, xyz, seqids = zip(*rows)
         ch = ProteinChain(name, chain.name, ''.join(letters), np.array(xyz, np.float32), _res_index(seqids),
                           np.ones(len(rows), bool), [f"{n}{i}" for n, i in seqids], str(path))
+        if why := coords_problem(ch.coords): rejected.append((label, why)); continue
         parts = _split_at_breaks(ch) if on_break == 'split' else [ch]
         if on_break == 'drop' and len(ch.breaks):
             rejected.append((label, f"{len(ch.breaks)} chain break(s) > {BREAK_DIST} Å and on_break='drop'")); continue
@@ -220,17 +235,35 @@ def ideal_helix(n: int, radius: float = 2.3, rise: float = 1.5, turn: float = 10
     return torch.stack([radius * torch.cos(a), radius * torch.sin(a), rise * torch.arange(n, dtype=dtype)], -1)
 
 # %% ../nbs/00_protein.ipynb #ee92c055
-def save_dataset(chains: list[ProteinChain], path, meta: dict | None = None) -> Path:
-    "Write chains to one compressed `.npz`: concatenated coords + offsets, sequences, residue indices, labels."
-    if not chains: raise ValueError(f"{path}: no chains to save")
+@contextmanager
+def atomic_write(path, mode: str = 'wb', **kw):
+    """Open a temporary file beside `path` for writing (`mode` and `kw` as for `open`); on success it replaces `path` in
+    one step (`os.replace`), on any failure it is removed and `path` is untouched: a full disk never destroys the
+    previous file, and two writers never share a temporary name."""
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix='.tmp')
+    try:
+        with os.fdopen(fd, mode, **kw) as f:
+            yield f
+            f.flush(); os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True); raise
+
+def save_dataset(chains: list[ProteinChain], path, meta: dict | None = None) -> Path:
+    """Write chains to one compressed `.npz` (atomically; `.npz` is appended to a name without it, as numpy does):
+    concatenated coords + offsets, sequences, residue indices, labels. Returns the path written."""
+    if not chains: raise ValueError(f"{path}: no chains to save")
+    path = Path(path)
+    if path.suffix != '.npz': path = path.with_name(path.name + '.npz')
     lengths = np.array([len(c) for c in chains], np.int64)
-    np.savez_compressed(path,
-        coords=np.concatenate([c.coords for c in chains]).astype(np.float32),
-        res_index=np.concatenate([c.res_index for c in chains]).astype(np.int32),
-        lengths=lengths, seq=np.array(''.join(c.seq for c in chains)),
-        names=np.array([c.name for c in chains]), chain_ids=np.array([c.chain_id for c in chains]),
-        sources=np.array([c.source for c in chains]), meta=np.array(repr(meta or {})))
+    with atomic_write(path) as f:
+        np.savez_compressed(f,
+            coords=np.concatenate([c.coords for c in chains]).astype(np.float32),
+            res_index=np.concatenate([c.res_index for c in chains]).astype(np.int32),
+            lengths=lengths, seq=np.array(''.join(c.seq for c in chains)),
+            names=np.array([c.name for c in chains]), chain_ids=np.array([c.chain_id for c in chains]),
+            sources=np.array([c.source for c in chains]), meta=np.array(repr(meta or {})))
     return path
 
 def load_chains(path) -> list[ProteinChain]:
@@ -239,7 +272,22 @@ def load_chains(path) -> list[ProteinChain]:
     offsets = np.concatenate([[0], np.cumsum(d['lengths'])])
     seq = str(d['seq'])
     return [ProteinChain(str(d['names'][k]), str(d['chain_ids'][k]), seq[a:b], d['coords'][a:b], d['res_index'][a:b],
-                         np.ones(b - a, bool), source=str(d['sources'][k])) for k, (a, b) in enumerate(zip(offsets[:-1], offsets[1:]))]
+                         np.ones(b - a, bool), source=str(d['sources'][k]))
+            for k, (a, b) in enumerate(zip(offsets[:-1], offsets[1:]))]
+
+def _check_dataset(path: Path, d: dict):
+    "A dataset file is untrusted input: consistent shapes, and every chain's coordinates usable (`coords_problem`)."
+    n, lengths = len(d['lengths']), d['lengths']
+    if d['coords'].ndim != 2 or d['coords'].shape[1:] != (3,) or lengths.ndim != 1 or (lengths < 0).any() \
+            or int(lengths.sum()) != len(d['coords']) or len(d['names']) != n or len(d['chain_ids']) != n:
+        raise ValueError(f"{path}: a damaged dataset (coordinates, lengths and names disagree); prepare it again")
+    bad = ~np.isfinite(d['coords']).all(1) | (np.abs(d['coords']) > MAX_COORD).any(1)
+    if bad.any():
+        k = int(np.searchsorted(np.cumsum(lengths), int(np.argmax(bad)), side='right'))
+        a = int(lengths[:k].sum())
+        why = coords_problem(d['coords'][a:a + lengths[k]])
+        raise ValueError(f"{path}: chain {d['names'][k]}:{d['chain_ids'][k] or '_'} has {why}; "
+                         "prepare the dataset again (`genie-long prepare` rejects such chains)")
 
 def _load_npz(path) -> dict:
     path = Path(path)
@@ -249,6 +297,7 @@ def _load_npz(path) -> dict:
     except Exception as e: raise ValueError(f"{path}: not a readable dataset file ({e})") from None
     if missing := {'coords', 'lengths', 'seq', 'names', 'chain_ids'} - set(d):
         raise ValueError(f"{path}: not a genie_long dataset (missing {sorted(missing)})")
+    _check_dataset(path, d)
     return d
 
 # %% ../nbs/00_protein.ipynb #ef5f03a1

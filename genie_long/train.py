@@ -4,20 +4,22 @@
 
 # %% ../nbs/00c_train.ipynb #021f9a82
 from __future__ import annotations
-import csv, os, random, time
+import csv, fcntl, os, pickle, random, re, signal, socket, sys, threading, time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from .protein import ProteinDataset, LengthBucketSampler, collate_chains
+from .protein import ProteinDataset, LengthBucketSampler, collate_chains, atomic_write
 from .diffusion import GenieSchedule, training_loss
 
 # %% auto #0
-__all__ = ['BatchStream', 'CancelFitException', 'Callback', 'DiffusionLearner', 'unwrap_model', 'save_checkpoint',
-           'load_checkpoint', 'resume', 'ProgressCB', 'MetricsCB', 'read_metrics', 'CheckpointCB', 'TimeLimitCB',
-           'plot_loss', 'LossPlotCB']
+__all__ = ['BatchStream', 'CancelFitException', 'deferred_interrupt', 'Callback', 'DiffusionLearner', 'unwrap_model',
+           'numpy_rng_state', 'set_numpy_rng_state', 'save_checkpoint', 'load_checkpoint', 'resume', 'RunLocked',
+           'RunLock', 'ProgressCB', 'MetricsCB', 'read_metrics', 'CheckpointCB', 'TimeLimitCB', 'plot_loss',
+           'LossPlotCB']
 
 # %% ../nbs/00c_train.ipynb #af00a137
 class BatchStream:
@@ -42,12 +44,27 @@ class BatchStream:
 # %% ../nbs/00c_train.ipynb #82b7718b
 class CancelFitException(Exception): "Raise in a callback to stop `fit` cleanly."
 
+@contextmanager
+def deferred_interrupt(enabled: bool = True):
+    """While active, a first SIGINT (Ctrl-C) only raises a flag that the caller polls at a safe point; a second one
+    raises `KeyboardInterrupt` at once. Yields the poll. Inactive outside the main thread or when not `enabled`."""
+    if not enabled or threading.current_thread() is not threading.main_thread(): yield lambda: False; return
+    hits = []
+    def handler(signum, frame):
+        hits.append(signum)
+        if len(hits) > 1: raise KeyboardInterrupt("stopped mid-step")
+        print("\ninterrupt: finishing this step, then saving (Ctrl-C again stops at once)", file=sys.stderr, flush=True)
+    previous = signal.signal(signal.SIGINT, handler)
+    try: yield lambda: bool(hits)
+    finally: signal.signal(signal.SIGINT, previous)
+
 class Callback:
     "Base class: override any of `before_fit`, `before_step`, `after_step`, `after_fit`; `learn` is set by the learner."
     order = 0
 
 class DiffusionLearner:
     "Step-based training of a denoiser on Genie's ε-loss (fast.ai miniai `Learner` pattern: features are callbacks)."
+    defer_interrupt = True   # Ctrl-C waits for the step boundary (off where ranks must stop together)
     def __init__(self, model: nn.Module, data, schedule: GenieSchedule | None = None, lr: float = 1e-4,
                  opt_func=torch.optim.Adam, cbs=(), meta: dict | None = None):
         self.model, self.data, self.lr = model, data, lr
@@ -73,40 +90,72 @@ class DiffusionLearner:
         self.callback('after_step')
 
     def fit(self, n_steps: int):
-        "Train until `self.step == n_steps` (a resumed learner continues from its step)."
+        """Train until `self.step == n_steps` (a resumed learner continues from its step). A first Ctrl-C lets the step
+        under way finish and then stops (`after_fit` saves a state that resumes exactly); a second one stops at once."""
         if n_steps < self.step: raise ValueError(f"n_steps={n_steps} is below the current step {self.step}")
-        self.n_steps = n_steps
+        self.n_steps, self._step_under_way = n_steps, None
         self.model.train()
         try:
-            self.callback('before_fit')
-            while self.step < n_steps: self.one_step()
+            with deferred_interrupt(self.defer_interrupt) as interrupted:
+                self.callback('before_fit')
+                while self.step < n_steps:
+                    self._step_under_way = self.step
+                    self.one_step()
+                    if interrupted(): raise KeyboardInterrupt(f"stopped after step {self.step}")
         except CancelFitException: pass
         finally: self.callback('after_fit')
         return self
+
+    @property
+    def mid_step(self) -> bool:
+        "Whether a step was cut off between drawing its batch and counting it: then the state is no checkpoint's."
+        return self._step_under_way == self.step
 
 # %% ../nbs/00c_train.ipynb #7c438765
 def unwrap_model(model: nn.Module) -> nn.Module:
     "The module inside a `DistributedDataParallel` wrapper (or `model` itself): checkpoints hold its plain state_dict."
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
+def numpy_rng_state() -> dict:
+    "numpy's global RNG state as tensors and numbers, which `torch.load(weights_only=True)` reads back."
+    name, key, pos, has_gauss, cached = np.random.get_state()
+    return {'name': name, 'key': torch.from_numpy(key.astype(np.int64)), 'pos': pos, 'has_gauss': has_gauss,
+            'cached_gaussian': cached}
+
+def set_numpy_rng_state(state):
+    "Restore `numpy_rng_state()` (or numpy's own tuple, as checkpoints of older versions hold it)."
+    if isinstance(state, dict):
+        state = (state['name'], state['key'].numpy().astype(np.uint32), state['pos'], state['has_gauss'],
+                 state['cached_gaussian'])
+    np.random.set_state(state)
+
 def save_checkpoint(learn: DiffusionLearner, path) -> Path:
-    "Atomically write the learner's full training state to `path`."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    "Atomically write the learner's full training state to `path`: tensors and plain data only."
     state = {'model': unwrap_model(learn.model).state_dict(), 'opt': learn.opt.state_dict(), 'step': learn.step,
              'data': learn.data.state_dict() if hasattr(learn.data, 'state_dict') else None,
-             'rng': torch.get_rng_state(), 'rng_numpy': np.random.get_state(), 'rng_python': random.getstate(), 'meta': learn.meta,
-             'extra': learn.extra_state() if hasattr(learn, 'extra_state') else None}  # a subclass's own state (EMA, scaler, …)
-    tmp_path = path.with_name(path.name + '.tmp')
-    torch.save(state, tmp_path)
-    os.replace(tmp_path, path)
-    return path
+             'rng': torch.get_rng_state(), 'rng_numpy': numpy_rng_state(), 'rng_python': random.getstate(),
+             'meta': learn.meta,
+             'extra': learn.extra_state() if hasattr(learn, 'extra_state') else None}  # a subclass's (EMA, scaler, …)
+    with atomic_write(path) as f: torch.save(state, f)
+    return Path(path)
+
+# %% ../nbs/00c_train.ipynb #7dd2e47f
+_NUMPY_ARRAY = [getattr(np, '_core', getattr(np, 'core', None)).multiarray._reconstruct, np.ndarray, np.dtype,
+                type(np.dtype(np.uint32))]
 
 def load_checkpoint(path) -> dict:
-    "Read a checkpoint written by `save_checkpoint` (on CPU), with a clear error if it is not one."
+    """Read a checkpoint (on CPU) with `torch.load(weights_only=True)`: tensors and plain data, never code. A file
+    that holds anything else is refused with an error naming it."""
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"{path}: no such checkpoint")
-    try: ckpt = torch.load(path, map_location='cpu', weights_only=False)
-    except Exception as e: raise ValueError(f"{path}: not a readable checkpoint ({e})") from None
+    try:
+        with torch.serialization.safe_globals(_NUMPY_ARRAY): ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as e:
+        if m := re.search(r"unsupported (?:global: )?GLOBAL ([\w.]*\w)", str(e), re.I):
+            raise ValueError(f"{path}: refused: it holds {m.group(1)}, not only tensors and plain data (loading it "
+                             "could run code)") from None
+        raise ValueError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0]})") from None
+    except Exception as e: raise ValueError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0]})") from None
     if not isinstance(ckpt, dict) or not {'model', 'step', 'meta'} <= set(ckpt):
         raise ValueError(f"{path}: not a genie_long checkpoint")
     return ckpt
@@ -119,8 +168,29 @@ def resume(learn: DiffusionLearner, ckpt: dict):
     if ckpt.get('data') is not None and hasattr(learn.data, 'load_state_dict'): learn.data.load_state_dict(ckpt['data'])
     if ckpt.get('extra') is not None and hasattr(learn, 'load_extra_state'): learn.load_extra_state(ckpt['extra'])
     torch.set_rng_state(ckpt['rng'])
-    if 'rng_numpy' in ckpt: np.random.set_state(ckpt['rng_numpy']); random.setstate(ckpt['rng_python'])
+    if 'rng_numpy' in ckpt: set_numpy_rng_state(ckpt['rng_numpy']); random.setstate(ckpt['rng_python'])
     return learn
+
+# %% ../nbs/00c_train.ipynb #c903b3a2
+class RunLocked(RuntimeError): "The run folder is held by another live process."
+
+class RunLock:
+    "An exclusive, advisory lock on a run folder: `fcntl.flock` on `<folder>/.lock`, held while the context is open."
+    def __init__(self, folder): self.path = Path(folder) / '.lock'
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.f = open(self.path, 'a+')
+        try: fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.f.seek(0); holder = self.f.read().strip() or 'another process'; self.f.close()
+            raise RunLocked(f"{self.path.parent} is in use by {holder}: wait for that run to end, or choose another "
+                            "--out") from None
+        self.f.seek(0); self.f.truncate()
+        self.f.write(f"genie-long (pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M')})")
+        self.f.flush()
+        return self
+    def __exit__(self, *exc):
+        fcntl.flock(self.f, fcntl.LOCK_UN); self.f.close()
 
 # %% ../nbs/00c_train.ipynb #041e5027
 class ProgressCB(Callback):
@@ -147,8 +217,7 @@ class MetricsCB(Callback):
     def before_fit(self):
         rows = read_metrics(self.path) if self.path.exists() else []
         rows = [r for r in rows if r['step'] <= self.learn.step]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, 'w', newline='') as f:
+        with atomic_write(self.path, 'w', newline='') as f:
             w = csv.DictWriter(f, self.fields); w.writeheader(); w.writerows(rows)
         self.t0 = time.time() - (rows[-1]['seconds'] if rows else 0.0)
     def row(self) -> dict:
@@ -160,17 +229,26 @@ class MetricsCB(Callback):
         with open(self.path, 'a', newline='') as f: csv.DictWriter(f, self.fields).writerow(self.row())
 
 def read_metrics(path) -> list[dict]:
-    "Rows of a metrics CSV as dicts of numbers."
+    """Rows of a metrics CSV as dicts of numbers. A last row cut short (its writer killed mid-line) is dropped; a
+    damaged row elsewhere is an error naming the file and line."""
     num = lambda v: int(v) if v.lstrip('-').isdigit() else float(v)     # integer columns stay integers when rewritten
-    with open(path) as f: return [{k: num(v) for k, v in r.items()} for r in csv.DictReader(f)]
+    with open(path, newline='') as f: rows = list(csv.DictReader(f))
+    out = []
+    for k, r in enumerate(rows):
+        try: out.append({key: num(v) for key, v in r.items()})
+        except (AttributeError, TypeError, ValueError):                  # a missing field (None) or a cut number
+            if k < len(rows) - 1: raise ValueError(f"{path}: line {k + 2} is damaged") from None
+    return out
 
 class CheckpointCB(Callback):
-    "Save the full training state to `path` every `every` steps and when training ends (also after an error)."
+    """Save the full training state to `path` every `every` steps and when training ends, also after an error or an
+    interrupt, unless that cut a step short (`mid_step`): the last checkpoint then stays the one to resume from."""
     order = 30
     def __init__(self, path, every: int = 100): self.path, self.every = Path(path), every
     def after_step(self):
         if self.learn.step % self.every == 0: save_checkpoint(self.learn, self.path)
-    def after_fit(self): save_checkpoint(self.learn, self.path)
+    def after_fit(self):
+        if not self.learn.mid_step: save_checkpoint(self.learn, self.path)
 
 class TimeLimitCB(Callback):
     "Stop training cleanly after `seconds` of wall time."

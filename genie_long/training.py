@@ -18,7 +18,7 @@ __all__ = ['GROWTH_SCHEDULES', 'PRECISIONS', 'ProgressiveTrainingScheduler', 'Dy
            'auxiliary_structure_loss_sum', 'auxiliary_structure_loss', 'split_dataset', 'validation_batch',
            'validation_loss', 'ValidationCB', 'train_with_validation', 'read_validation', 'SelectiveMixedPrecision',
            'clip_and_step', 'MixedPrecisionTrainer', 'CurriculumStream', 'stage3_loss', 'stage3_loss_parts',
-           'Stage3TrainingManager', 'Stage3MetricsCB', 'Stage3ProgressCB']
+           'Stage3TrainingManager', 'Stage3MetricsCB', 'Stage3ProgressCB', 'TrainingDiverged', 'SkipGuardCB']
 
 # %% ../nbs/05_training.ipynb #a22620a1
 GROWTH_SCHEDULES = ("linear", "cosine", "exponential", "geometric")
@@ -255,23 +255,19 @@ import csv, time
 from .train import Callback, DiffusionLearner, BatchStream, MetricsCB, ProgressCB, CheckpointCB
 from .protein import ProteinDataset
 
-class ValidationCB(Callback):
-    "Every `every` steps (and at step 0), append `step, val_loss, seconds` to a CSV: `validation_loss` on a fixed batch."
+class ValidationCB(MetricsCB):
+    """Every `every` steps (and at step 0), a row `step, val_loss, seconds` in a CSV: `validation_loss` on a fixed
+    batch. A resumed run keeps the rows up to its step (`MetricsCB`), so none repeats."""
     order = 25
-    def __init__(self, batch: dict, path, every: int = 100, **kw): self.batch, self.path, self.every, self.kw = batch, Path(path), every, kw
-    def _log(self):
-        v = validation_loss(self.learn.model, self.batch, self.learn.schedule, **self.kw)
-        new = not self.path.exists()
-        with open(self.path, 'a', newline='') as f:
-            w = csv.writer(f)
-            if new: w.writerow(['step', 'val_loss', 'seconds'])
-            w.writerow([self.learn.step, f"{v:.6f}", f"{time.time() - self.t0:.1f}"])
-        self.learn.val_loss = v
+    fields = ['step', 'val_loss', 'seconds']
+    def __init__(self, batch: dict, path, every: int = 100, **kw):
+        super().__init__(path, every); self.batch, self.kw = batch, kw
+    def row(self) -> dict:
+        v = self.learn.val_loss = validation_loss(self.learn.model, self.batch, self.learn.schedule, **self.kw)
+        return {'step': self.learn.step, 'val_loss': f"{v:.6f}", 'seconds': f"{time.time() - self.t0:.1f}"}
     def before_fit(self):
-        self.t0 = time.time()
-        if self.learn.step == 0: self._log()
-    def after_step(self):
-        if self.learn.step % self.every == 0: self._log()
+        super().before_fit()
+        if self.learn.step == 0: self.after_step()
 
 def train_with_validation(model, train_path, val_batch: dict, out, steps: int = 1000, crop: int = 128, batch: int = 8,
                           lr: float = 1e-3, seed: int = 0, val_every: int = 100, progress: bool = True) -> DiffusionLearner:
@@ -469,3 +465,25 @@ class Stage3ProgressCB(ProgressCB):
     def after_step(self):
         super().after_step()
         self.pb.comment += f" · L {self.learn.batch['mask'].shape[1]} · skipped {self.learn.trainer.skipped}"
+
+class TrainingDiverged(RuntimeError): "A run that no longer trains: its steps are skipped as non-finite."
+
+class SkipGuardCB(Callback):
+    """Stop a run that no longer trains: `max_run` skipped steps in a row (non-finite loss or gradients), or more than
+    `max_fraction` of its steps skipped by the end. Raises `TrainingDiverged` once the step's row and checkpoint are
+    written, instead of a run that exits 0 with an all-NaN `metrics.csv`."""
+    order = 50
+    def __init__(self, max_run: int = 25, max_fraction: float = 0.5): self.max_run, self.max_fraction = max_run, max_fraction
+    def before_fit(self): self.run, self.skipped, self.steps, self.stopped = 0, 0, 0, False
+    def after_step(self):
+        s = bool(self.learn.last.get('skipped'))
+        self.steps, self.skipped, self.run = self.steps + 1, self.skipped + s, self.run + 1 if s else 0
+        if self.run >= self.max_run: self._stop(f"the last {self.run} steps were all skipped")
+    def after_fit(self):
+        if self.stopped or self.learn.step < self.learn.n_steps: return   # already said, or another error is on its way
+        if self.steps and self.skipped > self.max_fraction * self.steps:
+            self._stop(f"{self.skipped} of its {self.steps} steps were skipped")
+    def _stop(self, what: str):
+        self.stopped = True
+        raise TrainingDiverged(f"training stopped at step {self.learn.step}: {what} (non-finite loss or gradients); "
+                               "check the data and try a lower --lr")
