@@ -4,7 +4,8 @@
 
 # %% ../nbs/12_cli.ipynb #2d14be54
 from __future__ import annotations
-import inspect, math, os, sys, time, traceback, warnings
+import contextlib, inspect, math, os, re, sys, tempfile, time, traceback, warnings
+from collections import Counter
 from dataclasses import asdict, replace
 from importlib.resources import files
 from pathlib import Path
@@ -13,28 +14,29 @@ import numpy as np
 import torch
 from fastcore.script import call_parse, anno_parser, Param
 
-from .protein import read_chains, save_dataset, structure_format, write_ca, ProteinDataset
+from .protein import read_chains, save_dataset, structure_format, write_ca, coords_problem, ProteinDataset
 from .diffusion import GenieSchedule, sample
 from .reference import GenieDenoiser, reference_config, pin_mmap_threshold
 from .denoiser import LongSequenceDenoiser, long_config, make_step, bench_summary, plot_bench, checkpoint_switches
 from .compression import CheckpointConfig, SHARING
 from .training import (ProgressiveTrainingScheduler, CurriculumStream, Stage3TrainingManager, Stage3MetricsCB,
                                  Stage3ProgressCB, GROWTH_SCHEDULES, PRECISIONS, DynamicBatchSize, split_dataset,
-                                 validation_batch, ValidationCB)
+                                 validation_batch, ValidationCB, SkipGuardCB, TrainingDiverged)
 from .denoiser import MemoryEstimator, LongSequenceConfig, memory_policy
 from .compression import available_memory_gb
 from .train import (DiffusionLearner, BatchStream, CheckpointCB, LossPlotCB,
-                              TimeLimitCB, load_checkpoint, resume, read_metrics)
+                              TimeLimitCB, load_checkpoint, resume, read_metrics, RunLock, RunLocked)
 from .distributed import (DistributedModelWrapper, DistributedTrainingManager, ShardedWindows, WindowMetricsCB,
                                     SyncedTimeLimitCB, torchrun_env, shutdown_distributed)
 from .evaluation import ca_ca_stats, evaluate_backbones, write_report, print_summary, Evaluation
 
 # %% auto #0
-__all__ = ['MODELS', 'BENCH_VARIANTS', 'COMMANDS', 'CLIError', 'build_model', 'checkpoint_weights', 'model_from_checkpoint',
-           'bundled_dataset', 'shipped_model', 'export_model', 'find_structures', 'prepare_dataset',
-           'print_prepare_report', 'train_model', 'plot_traces', 'check_sample_memory', 'sample_backbones', 'run_demo',
-           'bench_step', 'run_bench', 'print_bench_summary', 'run_evaluate', 'prepare', 'train', 'sample_cmd', 'demo',
-           'bench', 'evaluate', 'main']
+__all__ = ['MODELS', 'BENCH_VARIANTS', 'SAMPLE_FILES', 'COMMANDS', 'EXPECTED_ERRORS', 'CLIError', 'build_model',
+           'checkpoint_weights', 'model_from_checkpoint', 'bundled_dataset', 'shipped_model', 'export_model',
+           'writable_folder', 'find_structures', 'prepare_dataset', 'print_prepare_report', 'train_model',
+           'plot_traces', 'check_sample_memory', 'sample_folder', 'sample_names', 'write_sample', 'sample_backbones',
+           'run_demo', 'bench_step', 'run_bench', 'print_bench_summary', 'run_evaluate', 'default_threads',
+           'use_threads', 'prepare', 'train', 'sample_cmd', 'demo', 'bench', 'evaluate', 'error_line', 'main']
 
 # %% ../nbs/12_cli.ipynb #b32524de
 # `python -m genie_long.cli …` (and `torchrun … -m genie_long.cli …`) runs `main` at the end of the module. Until then
@@ -76,9 +78,13 @@ def model_from_checkpoint(path, ema: bool = True):
     `ema` (what one samples from), else its model weights. Returns `(model, ckpt)`."""
     ckpt = load_checkpoint(path)
     meta = ckpt['meta']
+    if not isinstance(meta, dict) or not isinstance(meta.get('config'), dict):
+        raise CLIError(f"{path}: a checkpoint without its model's description (meta.config)")
     if meta.get('model') not in MODELS: raise CLIError(f"{path}: checkpoint of unknown model {meta.get('model')!r}")
     config_fn, cls = MODELS[meta['model']]
-    cfg = type(config_fn(meta['size']))(**meta['config'])
+    try: cfg = type(config_fn(meta.get('size', 'tiny')))(**meta['config'])
+    except (TypeError, ValueError) as e:   # e.g. a field this version does not have
+        raise CLIError(f"{path}: its model config does not fit this genie_long version ({e})") from None
     model = cls(cfg)
     state, model.weights = checkpoint_weights(ckpt, ema)
     try: model.load_state_dict(state)
@@ -106,17 +112,35 @@ def export_model(ckpt, out, ema: bool = True) -> Path:
     return out
 
 # %% ../nbs/12_cli.ipynb #f44a3cac
+def writable_folder(folder, flag: str = '--out') -> Path:
+    "`folder`, created if need be and checked writable before any work, or a `CLIError` naming it."
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as e: raise CLIError(f"{flag} {folder}: cannot write there ({e.strerror or e})") from None
+    return folder
+
+def _walk(folder: Path) -> list[Path]:
+    "Every file under `folder`, sorted; a folder that cannot be read is an error naming it (`rglob` would skip it)."
+    def fail(e: OSError): raise CLIError(f"{e.filename}: cannot read this folder ({e.strerror})")
+    return sorted(Path(d) / f for d, _, names in os.walk(folder, onerror=fail) for f in names)
+
 def find_structures(sources) -> tuple[list[Path], list[Path]]:
     "Expand files and folders into structure files (sorted, de-duplicated) and explicitly named non-structure files."
     found, other = [], []
     for src in map(Path, sources):
-        if src.is_dir(): found += [p for p in sorted(src.rglob('*')) if p.is_file() and structure_format(p)]
+        if src.is_dir(): found += [p for p in _walk(src) if p.is_file() and structure_format(p)]
         elif src.is_file(): (found if structure_format(src) else other).append(src)
         else: raise CLIError(f"{src}: no such file or folder")
     return list(dict.fromkeys(found)), other
 
 def prepare_dataset(sources, out, min_length: int = 20, on_break: str = 'keep', progress: bool = True) -> dict:
-    "Read structures into a prepared `.npz`. Returns a report: files read, chains kept, rejections `(item, reason)`."
+    """Read structures into a prepared `.npz` (`--out` is checked first; the file is replaced only once the new one is
+    whole). Returns a report: files read, chains kept, rejections `(item, reason)`, the file written."""
+    out = Path(out)
+    if out.is_dir(): raise CLIError(f"--out {out} is a folder; name the dataset file, e.g. {out / 'dataset.npz'}")
+    writable_folder(out.parent, f"--out {out}: its folder")
     files_, other = find_structures(sources)
     if not files_: raise CLIError(f"no structure files (.pdb/.ent/.cif/.mmcif[.gz]) in {[str(s) for s in sources]}")
     chains, rejected = [], [(str(p), 'not a structure file (.pdb/.ent/.cif/.mmcif, optionally .gz)') for p in other]
@@ -133,9 +157,10 @@ def prepare_dataset(sources, out, min_length: int = 20, on_break: str = 'keep', 
         rejected += [(f"{path} {label}", reason) for label, reason in rej]
         if not kept and not rej: rejected.append((str(path), 'no protein chain (10+ amino acids with CA) in the first model'))
     if not chains: raise CLIError(f"no chain passed the filters (min_length={min_length}); nothing written")
-    save_dataset(chains, out, meta={'sources': [str(s) for s in sources], 'min_length': min_length, 'on_break': on_break})
+    out = save_dataset(chains, out, meta={'sources': [str(s) for s in sources], 'min_length': min_length,
+                                          'on_break': on_break})
     return {'files': len(files_), 'read': n_read, 'chains': len(chains), 'residues': sum(len(c) for c in chains),
-            'rejected': rejected, 'out': Path(out)}
+            'rejected': rejected, 'out': out}
 
 def print_prepare_report(r: dict):
     "What `prepare_dataset` did: files read, chains and residues kept, and every rejected file or chain with its reason."
@@ -152,6 +177,11 @@ def _device(device: str | None) -> torch.device:
     if dev.type == 'cuda' and not torch.cuda.is_available(): raise CLIError("device 'cuda' requested but CUDA is not available")
     return dev
 
+def _where(dev: torch.device) -> str:
+    "The device, with its thread count on a CPU."
+    n = torch.get_num_threads()
+    return f"{dev} ({n} thread{'s' if n > 1 else ''})" if dev.type == 'cpu' else str(dev)
+
 def train_model(out='runs/genie', model: str = 'reference', size: str = 'tiny', data=None, crop: int = 128,
                 steps: int = 1000, batch: int = 8, lr: float | None = None, seed: int = 0, ckpt_every: int = 100,
                 resume_run: bool = False, minutes: float | None = None, progress: bool = True, device=None,
@@ -159,7 +189,7 @@ def train_model(out='runs/genie', model: str = 'reference', size: str = 'tiny', 
                 growth_steps: int | None = None, precision: str = 'fp32', grad_clip: float | None = None,
                 ema: float | None = None, aux_weight: float | None = None, memory_gb: float | None = None,
                 val_every: int = 0, val_fraction: float = 0.1, pair_mode: str | None = None,
-                sharing: str | None = None, accumulate: int = 1) -> DiffusionLearner:
+                sharing: str | None = None, accumulate: int = 1, init=None) -> DiffusionLearner:
     """Train a denoiser on a prepared dataset (default: the bundled demo set) with the Stage 3 trainer; see the section
     text for the run folder. With `curriculum`, the crop grows from `min_crop` to `crop` (warm-up: a tenth of the
     steps, growth: half of them, unless given). `memory_gb` (long model) sizes each batch with `DynamicBatchSize` from
@@ -169,7 +199,8 @@ def train_model(out='runs/genie', model: str = 'reference', size: str = 'tiny', 
     resumed run keeps the ones it was started with, and its learning rate unless `lr` is given (default 1e-4). Under
     `torchrun` (data parallel) or with `accumulate` > 1 it runs `DistributedTrainingManager`: `batch` is the global batch
     of one micro-step, split over the processes, and an optimiser step takes `accumulate` of them, normalised by tokens
-    (exactly the large batch); rank 0 writes the files."""
+    (exactly the large batch); rank 0 writes the files, and holds the run folder's `RunLock` for the whole run.
+    `init` starts a new run from the weights of a checkpoint (a training checkpoint or an export: a fine-tune)."""
     for k, v in dict(crop=crop, steps=steps, batch=batch, ckpt_every=ckpt_every).items():
         if v < 1: raise CLIError(f"--{k} must be ≥ 1, got {v}")
     if crop < 3: raise CLIError(f"--crop must be ≥ 3 (frames need 3 residues), got {crop}")
@@ -190,88 +221,117 @@ def train_model(out='runs/genie', model: str = 'reference', size: str = 'tiny', 
         raise CLIError("--memory_gb: the memory estimator models the factorised pairs, not --pair_mode sparse")
     if aux_weight is None: aux_weight = 0.02 if model == 'long' else 0.0
     if not isinstance(accumulate, int) or accumulate < 1: raise CLIError(f"--accumulate must be ≥ 1, got {accumulate}")
+    if init is not None and resume_run:
+        raise CLIError("--init starts a new run from a checkpoint's weights, --resume continues a run: choose one")
     try: env = torchrun_env()
     except ValueError as e: raise CLIError(str(e)) from None
     n_proc, rank = env['world_size'], env['rank']
     parallel = n_proc > 1 or accumulate > 1           # DistributedTrainingManager; else the Stage 3 trainer as is
     if batch < n_proc: raise CLIError(f"--batch {batch} is the global batch, split over {n_proc} processes: it must be ≥ {n_proc}")
     out, dev = Path(out), _device(device)
-    ckpt_path = out / 'ckpt.pt'
-    if ckpt_path.exists() and not resume_run:
-        raise CLIError(f"{ckpt_path} exists: pass --resume to continue that run, or choose another --out")
-    if resume_run and not ckpt_path.exists(): raise CLIError(f"--resume: no checkpoint at {ckpt_path}")
-    ckpt = load_checkpoint(ckpt_path) if resume_run else None
-    if ckpt: overrides = {**ckpt['meta'].get('overrides', {}), **overrides}    # the run's own model settings
-    new_lr = lr                                     # given on a resume: replaces the rate the optimiser state holds
-    if lr is None: lr = ckpt['meta'].get('lr', 1e-4) if ckpt else 1e-4
-    torch.manual_seed(seed)
-    net, meta = build_model(model, size, L=crop, **overrides)
-    if parallel:   # the same weights on every rank (DDP also broadcasts rank 0's), then each rank its own noise
-        par = DistributedModelWrapper(net, device=dev)
-        dev = par.device
-        if rank > 0: torch.manual_seed(seed * 1_000_003 + rank)
-    data_path = Path(data) if data else bundled_dataset()
-    train_path = data_path
-    if val_every:   # held-out structures (a stable split, so a resumed run sees the same one); rank 0 writes it
-        split_dir = out / 'split'
-        if rank == 0: train_path, val_path = split_dataset(data_path, split_dir, val_fraction)
-        if parallel: par.barrier(); train_path, val_path = split_dir / 'train.npz', split_dir / 'val.npz'
-        if rank == 0: val_cb = ValidationCB(validation_batch(val_path, crop=min(crop, 128), max_chains=32), out / 'val.csv', val_every)
-    window = accumulate * (n_proc if memory_gb is not None else 1)   # chains per stream batch = window × batch
-    if memory_gb is not None:   # the budget is per process and micro-batch; --batch caps the global batch
-        est, cfg = MemoryEstimator(), net.config
-        fixed = est.estimate(cfg, 64)
-        fixed = fixed['parameters'] + fixed['gradients'] + fixed['optimizer'] + fixed['runtime']
-        batch = DynamicBatchSize(memory_gb * 2**30, fixed, lambda L: est.estimate(cfg, L)['total'] - fixed,
-                                 max_batch=max(1, batch // n_proc))
-    stream_batch = batch * window if isinstance(batch, int) else (_TimesBatch(batch, window) if window > 1 else batch)
-    if curriculum is None:
-        if memory_gb is not None: stream_batch = stream_batch.get_batch_size(crop)
-        stream = BatchStream(ProteinDataset(train_path, max_len=crop), batch_size=stream_batch, seed=seed)
-    else:   # unless given, the phases are the run's own: fractions of the first --steps, kept when a resume extends it
-        first = ckpt['meta'] if ckpt else {}
-        warmup_steps = first.get('warmup_steps', steps // 10) if warmup_steps is None else warmup_steps
-        growth_steps = first.get('growth_steps', steps // 2) if growth_steps is None else growth_steps
-        sched = ProgressiveTrainingScheduler(min_crop, crop, warmup_steps, growth_steps, curriculum)
-        stream = CurriculumStream(ProteinDataset(train_path, max_len=min_crop), sched, stream_batch, seed=seed)
-    meta.update(data=str(data_path), crop=crop, batch=batch if isinstance(batch, int) else f"dynamic (≤{batch.max_batch}, {memory_gb} GB)",
-                lr=lr, seed=seed, curriculum=curriculum, val_every=val_every, val_fraction=val_fraction if val_every else None,
-                min_crop=min_crop if curriculum else None, warmup_steps=warmup_steps, growth_steps=growth_steps,
-                precision=precision, grad_clip=grad_clip, ema=ema, aux_weight=aux_weight)
-    if parallel: meta.update(processes=n_proc, accumulate=accumulate)
-    cbs = [(WindowMetricsCB if parallel else Stage3MetricsCB)(out / 'metrics.csv'), CheckpointCB(ckpt_path, ckpt_every),
-           LossPlotCB(out / 'metrics.csv', out / 'loss.png', ckpt_every)]
-    if progress: cbs.append(Stage3ProgressCB())
-    if val_every and rank == 0: cbs.append(val_cb)
-    if parallel: cbs = par.main_only(cbs)           # files and the progress bar: rank 0 only
-    if minutes is not None: cbs.append(SyncedTimeLimitCB(minutes * 60, par) if parallel else TimeLimitCB(minutes * 60))
-    if parallel:
-        learn = DistributedTrainingManager(par, ShardedWindows(stream, rank, n_proc, accumulate, dev), GenieSchedule().to(dev),
-                                           lr=lr, precision=precision, grad_clip=grad_clip, ema_decay=ema,
-                                           aux_weight=aux_weight, cbs=cbs, meta=meta)
-    else:
-        learn = Stage3TrainingManager(net.to(dev), stream, GenieSchedule().to(dev), lr=lr, precision=precision,
-                                      grad_clip=grad_clip, ema_decay=ema, aux_weight=aux_weight, cbs=cbs, meta=meta)
-    if resume_run:
-        if (ckpt['meta'].get('model'), ckpt['meta'].get('size')) != (model, size):
-            raise CLIError(f"{ckpt_path} holds model={ckpt['meta'].get('model')} size={ckpt['meta'].get('size')}, not {model}/{size}")
-        try: resume(learn, ckpt)
-        except ValueError as e: raise CLIError(f"{ckpt_path}: {e}; resume with the run's own settings") from None
-        if learn.step >= steps: raise CLIError(f"{ckpt_path} is already at step {learn.step} ≥ --steps {steps}")
-        if new_lr is not None:
-            for g in learn.opt.param_groups: g['lr'] = new_lr
-        if rank > 0: torch.manual_seed((seed * 1_000_003 + rank) * 7919 + learn.step)   # not rank 0's saved RNG state
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / 'config.txt').write_text('\n'.join(f"{k} = {v}" for k, v in meta.items()) + '\n')
-        n_params = sum(p.numel() for p in net.parameters())
-        crops = f"crop {min_crop}→{crop} ({curriculum})" if curriculum else f"crop {crop}"
-        how = f", {n_proc} process{'es' if n_proc > 1 else ''} × {accumulate} micro-batch{'es' if accumulate > 1 else ''}" if parallel else ""
-        print(f"training {model}/{size} ({n_params:,} parameters) on {data_path.name}: {len(stream.ds)} chains, {crops}, "
-              f"batch {meta['batch']}{how}, {precision}, steps {learn.step}→{steps} on {dev}", flush=True)
-    # move batches to the device just before the step (ShardedWindows does it itself)
-    if not parallel: learn.data = _ToDevice(stream, dev)
-    return learn.fit(steps)
+    with RunLock(out) if rank == 0 else contextlib.nullcontext():   # one run per folder
+        ckpt_path = out / 'ckpt.pt'
+        if ckpt_path.exists() and not resume_run:
+            raise CLIError(f"{ckpt_path} exists: pass --resume to continue that run, or choose another --out")
+        if resume_run and not ckpt_path.exists(): raise CLIError(f"--resume: no checkpoint at {ckpt_path}")
+        ckpt = load_checkpoint(ckpt_path) if resume_run else None
+        if ckpt and 'opt' not in ckpt:
+            raise CLIError(f"{ckpt_path} holds weights only (an export: no optimiser or data state), so it cannot be "
+                           f"resumed; start a new run from its weights with --init {ckpt_path} and another --out")
+        start = _init_weights(init, model, size) if init is not None else None
+        if start: overrides = {**start['meta'].get('overrides', {}), **overrides}   # the model the weights are for
+        if ckpt: overrides = {**ckpt['meta'].get('overrides', {}), **overrides}    # the run's own model settings
+        new_lr = lr                                     # given on a resume: replaces the rate the optimiser state holds
+        if lr is None: lr = ckpt['meta'].get('lr', 1e-4) if ckpt else 1e-4
+        torch.manual_seed(seed)
+        net, meta = build_model(model, size, L=crop, **overrides)
+        if start: meta['init'] = _load_init(net, init, start)
+        if parallel:   # the same weights on every rank (DDP also broadcasts rank 0's), then each rank its own noise
+            par = DistributedModelWrapper(net, device=dev)
+            dev = par.device
+            if rank > 0: torch.manual_seed(seed * 1_000_003 + rank)
+        data_path = Path(data) if data else bundled_dataset()
+        train_path = data_path
+        if val_every:   # held-out structures (a stable split, so a resumed run sees the same one); rank 0 writes it
+            split_dir = out / 'split'
+            if rank == 0: train_path, val_path = split_dataset(data_path, split_dir, val_fraction)
+            if parallel: par.barrier(); train_path, val_path = split_dir / 'train.npz', split_dir / 'val.npz'
+            if rank == 0: val_cb = ValidationCB(validation_batch(val_path, crop=min(crop, 128), max_chains=32), out / 'val.csv', val_every)
+        window = accumulate * (n_proc if memory_gb is not None else 1)   # chains per stream batch = window × batch
+        if memory_gb is not None:   # the budget is per process and micro-batch; --batch caps the global batch
+            est, cfg = MemoryEstimator(), net.config
+            fixed = est.estimate(cfg, 64)
+            fixed = fixed['parameters'] + fixed['gradients'] + fixed['optimizer'] + fixed['runtime']
+            batch = DynamicBatchSize(memory_gb * 2**30, fixed, lambda L: est.estimate(cfg, L)['total'] - fixed,
+                                     max_batch=max(1, batch // n_proc))
+        stream_batch = batch * window if isinstance(batch, int) else (_TimesBatch(batch, window) if window > 1 else batch)
+        if curriculum is None:
+            if memory_gb is not None: stream_batch = stream_batch.get_batch_size(crop)
+            stream = BatchStream(ProteinDataset(train_path, max_len=crop), batch_size=stream_batch, seed=seed)
+        else:   # unless given, the phases are the run's own: fractions of the first --steps, kept when a resume extends it
+            first = ckpt['meta'] if ckpt else {}
+            warmup_steps = first.get('warmup_steps', steps // 10) if warmup_steps is None else warmup_steps
+            growth_steps = first.get('growth_steps', steps // 2) if growth_steps is None else growth_steps
+            sched = ProgressiveTrainingScheduler(min_crop, crop, warmup_steps, growth_steps, curriculum)
+            stream = CurriculumStream(ProteinDataset(train_path, max_len=min_crop), sched, stream_batch, seed=seed)
+        meta.update(data=str(data_path), crop=crop, batch=batch if isinstance(batch, int) else f"dynamic (≤{batch.max_batch}, {memory_gb} GB)",
+                    lr=lr, seed=seed, curriculum=curriculum, val_every=val_every, val_fraction=val_fraction if val_every else None,
+                    min_crop=min_crop if curriculum else None, warmup_steps=warmup_steps, growth_steps=growth_steps,
+                    precision=precision, grad_clip=grad_clip, ema=ema, aux_weight=aux_weight)
+        if parallel: meta.update(processes=n_proc, accumulate=accumulate)
+        cbs = [(WindowMetricsCB if parallel else Stage3MetricsCB)(out / 'metrics.csv'), CheckpointCB(ckpt_path, ckpt_every),
+               LossPlotCB(out / 'metrics.csv', out / 'loss.png', ckpt_every)]
+        if progress: cbs.append(Stage3ProgressCB())
+        if val_every and rank == 0: cbs.append(val_cb)
+        if parallel: cbs = par.main_only(cbs)           # files and the progress bar: rank 0 only
+        if minutes is not None: cbs.append(SyncedTimeLimitCB(minutes * 60, par) if parallel else TimeLimitCB(minutes * 60))
+        cbs.append(SkipGuardCB())   # on every rank: the skip decision is global, so all ranks stop together
+        if parallel:
+            learn = DistributedTrainingManager(par, ShardedWindows(stream, rank, n_proc, accumulate, dev), GenieSchedule().to(dev),
+                                               lr=lr, precision=precision, grad_clip=grad_clip, ema_decay=ema,
+                                               aux_weight=aux_weight, cbs=cbs, meta=meta)
+        else:
+            learn = Stage3TrainingManager(net.to(dev), stream, GenieSchedule().to(dev), lr=lr, precision=precision,
+                                          grad_clip=grad_clip, ema_decay=ema, aux_weight=aux_weight, cbs=cbs, meta=meta)
+        if resume_run:
+            if (ckpt['meta'].get('model'), ckpt['meta'].get('size')) != (model, size):
+                raise CLIError(f"{ckpt_path} holds model={ckpt['meta'].get('model')} size={ckpt['meta'].get('size')}, not {model}/{size}")
+            try: resume(learn, ckpt)
+            except (ValueError, RuntimeError, KeyError) as e:
+                why = str(e).splitlines()[0].rstrip(':') if str(e) else repr(e)
+                raise CLIError(f"{ckpt_path}: {why}; resume with the run's own settings") from None
+            if learn.step >= steps: raise CLIError(f"{ckpt_path} is already at step {learn.step} ≥ --steps {steps}")
+            if new_lr is not None:
+                for g in learn.opt.param_groups: g['lr'] = new_lr
+            if rank > 0: torch.manual_seed((seed * 1_000_003 + rank) * 7919 + learn.step)   # not rank 0's saved RNG state
+        if rank == 0:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / 'config.txt').write_text('\n'.join(f"{k} = {v}" for k, v in meta.items()) + '\n')
+            n_params = sum(p.numel() for p in net.parameters())
+            crops = f"crop {min_crop}→{crop} ({curriculum})" if curriculum else f"crop {crop}"
+            how = f", {n_proc} process{'es' if n_proc > 1 else ''} × {accumulate} micro-batch{'es' if accumulate > 1 else ''}" if parallel else ""
+            print(f"training {model}/{size} ({n_params:,} parameters) on {data_path.name}: {len(stream.ds)} chains, {crops}, "
+                  f"batch {meta['batch']}{how}, {precision}, steps {learn.step}→{steps} on {_where(dev)}", flush=True)
+        # move batches to the device just before the step (ShardedWindows does it itself)
+        if not parallel: learn.data = _ToDevice(stream, dev)
+        return learn.fit(steps)
+
+def _init_weights(init, model: str, size: str) -> dict:
+    "The checkpoint `--init` names, checked to hold weights for `model`/`size`."
+    src = load_checkpoint(init)
+    if (src['meta'].get('model'), src['meta'].get('size')) != (model, size):
+        raise CLIError(f"--init {init} holds a {src['meta'].get('model')}/{src['meta'].get('size')} model, not "
+                       f"{model}/{size}: pass the matching --model and --size")
+    return src
+
+def _load_init(net, init, src: dict) -> str:
+    "Put the `--init` checkpoint's weights (its EMA average, if it kept one) into `net`; returns what was loaded."
+    state, which = checkpoint_weights(src)
+    try: net.load_state_dict(state)
+    except RuntimeError as e:
+        raise CLIError(f"--init {init}: its weights do not fit this model ({str(e).splitlines()[0].rstrip(':')}); "
+                       "use the settings it was trained with") from None
+    return f"{init} ({which} weights at step {src['step']})"
 
 class _TimesBatch:
     "A batch-size rule (`DynamicBatchSize`) times `factor`: the stream draws whole windows (micro-batches × processes)."
@@ -302,13 +362,15 @@ def plot_traces(coords_list, names, png_path=None, cols: int = 4):
     if png_path is not None: fig.savefig(png_path, dpi=120); plt.close(fig)
     return fig
 
-def check_sample_memory(model, lengths, count: int, batch_size: int | None = None, memory_gb: float | None = None):
+def check_sample_memory(model, lengths, count: int, batch_size: int | None = None, memory_gb: float | None = None,
+                        device=None):
     """Before a sampling run: the `MemoryEstimator` peak of the batch holding the longest chain against `memory_gb`
-    (default: the memory available now). Over it, a `CLIError` that names the longest chain that would fit. Returns
-    (estimated GB, available GB), or None for models the estimator does not model (the dense reference, sparse pairs)."""
+    (default: the memory available now on `device`, the one that will run). Over it, a `CLIError` that names the
+    longest chain that would fit. Returns (estimated GB, available GB), or None for models the estimator does not model
+    (the dense reference, sparse pairs)."""
     c = getattr(model, 'config', None)
     if not isinstance(c, LongSequenceConfig) or c.pair_mode != 'factorized': return None
-    avail = available_memory_gb() if memory_gb is None else memory_gb
+    avail = available_memory_gb(_device(device)) if memory_gb is None else memory_gb
     L, batch = max(lengths), min(batch_size, count * len(lengths)) if batch_size else count   # `sample` batches
     est = MemoryEstimator()
     need = est.estimate(replace(c, **memory_policy(L)), L, batch, 'sample')['total'] / 1e9
@@ -319,40 +381,70 @@ def check_sample_memory(model, lengths, count: int, batch_size: int | None = Non
                        f"{fit} residues" + (" (or lower --batch_size)" if batch > 1 else ""))
     return need, avail
 
+SAMPLE_FILES = ('L[0-9]*_[0-9]*.pdb', 'L[0-9]*_[0-9]*.npy', 'traces.png')
+
+def sample_folder(out, overwrite: bool = False) -> Path:
+    """The output folder of `sample`, checked before the model is even loaded: writable, and holding no earlier samples
+    unless `overwrite` (which removes them, so that old and new samples never mix)."""
+    out = writable_folder(out)
+    old = sorted(q for pattern in SAMPLE_FILES for q in out.glob(pattern))
+    if old and not overwrite:
+        raise CLIError(f"--out {out} already holds {len(old)} sample files ({old[0].name}, …): pass --overwrite to "
+                       "replace them, or choose another --out")
+    for q in old: q.unlink()
+    return out
+
+def sample_names(lengths, count: int) -> list[str]:
+    "File stems of the samples in `sample`'s order: `L<length>_<k>`, k counting the chains of that length."
+    seen, names = Counter(), []
+    for n in lengths:
+        for _ in range(count): names.append(f"L{n:04d}_{seen[n]:02d}"); seen[n] += 1
+    return names
+
+def write_sample(x: torch.Tensor, stem: Path) -> dict:
+    """Write one sampled backbone: `.npy` always, the CA-only PDB when its coordinates are usable. Returns its row:
+    CA–CA statistics of the PDB read back with gemmi, or the reason it has none."""
+    x = x.numpy()
+    np.save(stem.with_suffix('.npy'), x)
+    if why := coords_problem(x): return {'name': stem.name, 'length': len(x), 'problem': why}
+    pdb = write_ca(x, stem.with_suffix('.pdb'))
+    back = read_chains(pdb, min_length=1, min_residues=1)[0][0]
+    return {'name': stem.name, 'pdb': pdb, 'length': len(back), **ca_ca_stats(back.coords)}
+
 def sample_backbones(ckpt, lengths=(64,), count: int = 4, steps: int = 1000, noise_scale: float = 0.6, seed: int = 0,
                      out='samples', batch_size: int | None = None, progress: bool = True, device=None,
-                     memory_gb: float | None = None) -> list[dict]:
-    """Sample `count` backbones per length from a checkpoint; write PDB + npy per sample and `traces.png`. The memory
-    estimate is checked first (`check_sample_memory`)."""
+                     memory_gb: float | None = None, overwrite: bool = False) -> list[dict]:
+    """Sample `count` backbones per length from a checkpoint. The output folder and the memory estimate are checked
+    first (`sample_folder`, `check_sample_memory`); each backbone is written (PDB + npy) as soon as its batch is done,
+    and `traces.png` at the end."""
     if count < 1: raise CLIError(f"--count must be ≥ 1, got {count}")
     if not 1 <= steps <= 1000: raise CLIError(f"--steps must be in 1..1000, got {steps}")
     if noise_scale < 0: raise CLIError(f"--noise_scale must be ≥ 0, got {noise_scale}")
     if any(l < 3 for l in lengths): raise CLIError(f"--lengths must all be ≥ 3, got {list(lengths)}")
-    model, ck = model_from_checkpoint(ckpt)
     if memory_gb is not None and not memory_gb > 0: raise CLIError(f"--memory_gb must be > 0, got {memory_gb}")
-    check_sample_memory(model, lengths, count, batch_size, memory_gb)
+    if batch_size is not None and batch_size < 1: raise CLIError(f"--batch_size must be ≥ 1, got {batch_size}")
+    out, dev = sample_folder(out, overwrite), _device(device)
+    model, ck = model_from_checkpoint(ckpt)
+    check_sample_memory(model, lengths, count, batch_size, memory_gb, dev)
     if hasattr(model, 'set_memory_policy'): model.set_memory_policy(max(lengths))  # memory switches only; same weights
-    model.to(_device(device))
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    if progress: print(f"{Path(ckpt).name}: {ck['meta']['model']}/{ck['meta']['size']}, {model.weights} weights at step {ck.get('step')}")
+    model.to(dev)
+    if progress: print(f"{Path(ckpt).name}: {ck['meta']['model']}/{ck['meta']['size']}, {model.weights} weights at step "
+                       f"{ck.get('step')}, on {_where(dev)}")
     if steps < 1000: print(f"note: {steps} sampling steps instead of Genie's 1000 is off-reference (Genie's maintainers report broken outputs)")
-    t0 = time.time()
+    t0, names, rows = time.time(), sample_names([int(l) for l in lengths], count), {}
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='sampling with')  # said once above, without a source path
-        coords = sample(model, [int(l) for l in lengths], n_per_length=count, noise_scale=noise_scale,
-                        n_steps=steps, batch_size=batch_size, seed=seed, progress=progress)
-    results, names = [], []
-    for k, x in enumerate(coords):
-        n, j = len(x), k % count
-        name = f"L{n:04d}_{j:02d}"
-        pdb = write_ca(x.numpy(), out / f"{name}.pdb"); np.save(out / f"{name}.npy", x.numpy())
-        back = read_chains(pdb, min_length=1, min_residues=1)[0][0]  # read back through gemmi
-        results.append({'name': name, 'pdb': pdb, 'length': len(back), **ca_ca_stats(back.coords)})
-        names.append(name)
-    plot_traces(coords, names, out / 'traces.png')
+        coords = sample(model, [int(l) for l in lengths], n_per_length=count, noise_scale=noise_scale, n_steps=steps,
+                        batch_size=batch_size, seed=seed, progress=progress,
+                        on_chain=lambda k, x: rows.__setitem__(k, write_sample(x, out / names[k])))
+    results = [rows[k] for k in range(len(coords))]
+    good = [k for k, r in enumerate(results) if 'pdb' in r]
+    if good: plot_traces([coords[k] for k in good], [names[k] for k in good], out / 'traces.png')
     print(f"sampled {len(coords)} backbone{'s' if len(coords) != 1 else ''} in {time.time() - t0:.0f} s → {out}/")
-    for r in results: print(f"  {r['pdb'].name}: {r['length']} residues, adjacent CA–CA {r['mean']:.2f} ± {r['std']:.2f} Å, "
-                            f"{100 * r['frac_3.8']:.0f}% within 3.8±0.1 Å")
+    for r in results:
+        if 'pdb' not in r: print(f"  {r['name']}.npy: {r['length']} residues, no PDB: {r['problem']}"); continue
+        print(f"  {r['pdb'].name}: {r['length']} residues, adjacent CA–CA {r['mean']:.2f} ± {r['std']:.2f} Å, "
+              f"{100 * r['frac_3.8']:.0f}% within 3.8±0.1 Å")
     return results
 
 # %% ../nbs/12_cli.ipynb #01300870
@@ -376,7 +468,7 @@ def run_demo(out='genie_long_demo', train: bool = False, minutes: float = 6.0, s
         ckpt, lengths, sample_steps = run / 'ckpt.pt', lengths or [64], sample_steps or 1000
     else: ckpt, lengths, sample_steps = shipped_model(), lengths or [256, 1024, 2048], sample_steps or 250
     res = sample_backbones(ckpt, lengths, count, sample_steps, 0.6, seed, samples, progress=progress)
-    ev = evaluate_backbones([r['pdb'] for r in res], train=bundled_dataset(), progress=progress)
+    ev = evaluate_backbones([r['pdb'] for r in res if 'pdb' in r], train=bundled_dataset(), progress=progress)
     csv_path, png_path = write_report(ev, report, title=f"genie_long demo: {len(res)} backbones, {sample_steps} sampling steps")
     print_summary(ev)
     made = [('backbones', f"{samples}/*.pdb"), ('CA traces', samples / 'traces.png'), ('evaluation', csv_path),
@@ -430,7 +522,10 @@ def run_bench(models=('reference', 'long'), lengths=(128, 256, 384, 512, 1024, 2
               size: str = 'genie', mem_cap_gb: float = 16.0, time_cap_s: float = 900.0, repeats: int = 3, out='bench',
               verbose: bool = True) -> list[dict]:
     "Benchmark models side by side, one fresh subprocess per (model, L, mode); writes bench.csv and bench.png."
-    import csv, tempfile
+    import csv
+    if not lengths or min(lengths) < 3: raise CLIError(f"--lengths must all be ≥ 3 (frames need 3 residues), got {list(lengths)}")
+    for k, v in dict(repeats=repeats, mem_cap_gb=mem_cap_gb, time_cap_s=time_cap_s).items():
+        if not v > 0: raise CLIError(f"--{k} must be > 0, got {v}")
     for m in models:
         if m not in MODELS and m not in BENCH_VARIANTS:
             raise CLIError(f"unknown model {m!r}; choose from {sorted(MODELS) + sorted(BENCH_VARIANTS)}")
@@ -444,7 +539,8 @@ def run_bench(models=('reference', 'long'), lengths=(128, 256, 384, 512, 1024, 2
                     rows.append({**row, 'status': f"skipped ({capped[(m, mode)]})"}); continue
                 with tempfile.TemporaryDirectory() as td:
                     res_path = Path(td) / 'res.json'
-                    code = (f"import json, torch\nfrom genie_long.cli import bench_step\n"
+                    code = (f"import json, torch\ntorch.set_num_threads({torch.get_num_threads()})\n"
+                            f"from genie_long.cli import bench_step\n"
                             f"r = bench_step({m!r}, {size!r}, {L}, {mode!r}, {repeats}, {time_cap_s})\n"
                             f"open({str(res_path)!r}, 'w').write(json.dumps(r))\n")
                     status, res = _run_capped(code, int(mem_cap_gb * 2**30), time_cap_s, res_path)
@@ -488,7 +584,7 @@ def run_evaluate(samples, train=None, out='evaluation', max_pairs: int | None = 
             if bad: raise CLIError(f"{t}: --train must be a prepared dataset (.npz), a structure file or a folder of them")
             if not ref: raise CLIError(f"{t}: no structure files for --train")
     ev = evaluate_backbones(files_, ref, diversity=tm, max_pairs=max_pairs, max_train=max_train, seed=seed, progress=progress)
-    csv_path, png_path = write_report(ev, out, title=f"genie-long evaluate ({len(files_)} files)")
+    csv_path, png_path = write_report(ev, out, title=f"genie-long evaluate ({len(ev.rows)} chains)")
     print_summary(ev)
     for r in ev.rows:
         if r['issues']: print(f"  {r['name']}: {r['issues']}")
@@ -496,6 +592,34 @@ def run_evaluate(samples, train=None, out='evaluation', max_pairs: int | None = 
     return ev
 
 # %% ../nbs/12_cli.ipynb #233ce40f
+def _busy_cpus(cpus, seconds: float = 0.1) -> float:
+    "How many of `cpus` other processes keep busy now: their non-idle share of /proc/stat ticks over `seconds`."
+    def ticks():
+        rows = [l.split() for l in open('/proc/stat') if l.startswith('cpu') and l[3].isdigit()]
+        return {int(r[0][3:]): (sum(map(int, r[1:9])), int(r[4]) + int(r[5])) for r in rows}
+    a = ticks(); time.sleep(seconds); b = ticks()
+    return sum(1 - (b[c][1] - a[c][1]) / max(b[c][0] - a[c][0], 1) for c in cpus if c in a and c in b)
+
+def default_threads() -> int:
+    """Intra-op threads for a compute command: the physical cores this process may use, less the CPUs other processes
+    keep busy right now, shared among torchrun's local processes; at least 1. `OMP_NUM_THREADS`, when set, wins.
+    (Torch's own default takes every physical core, and its threads spin against any other busy process: on 2
+    cores that measured 6–30× slower.)"""
+    if os.environ.get('OMP_NUM_THREADS', '').isdigit(): return max(1, int(os.environ['OMP_NUM_THREADS']))
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else list(range(os.cpu_count() or 1))
+    topology = lambda c, f: Path(f'/sys/devices/system/cpu/cpu{c}/topology/{f}').read_text().strip()
+    try: cores = len({(topology(c, 'physical_package_id'), topology(c, 'core_id')) for c in cpus})
+    except OSError: cores = len(cpus)
+    try: free = len(cpus) - round(_busy_cpus(cpus))
+    except (OSError, ValueError, IndexError): free = len(cpus)
+    return max(1, min(cores, free) // int(os.environ.get('LOCAL_WORLD_SIZE', 1)))
+
+def use_threads(threads: int | None = None) -> int:
+    "Set torch's intra-op threads for this command: `threads`, or `default_threads()`. Returns the number."
+    if threads is not None and threads < 1: raise CLIError(f"--threads must be ≥ 1, got {threads}")
+    torch.set_num_threads(threads or default_threads())
+    return torch.get_num_threads()
+
 @call_parse
 def prepare(src: Param("structure files or folders (searched recursively)", str, nargs='+'),
             out: Param("output dataset (.npz)", str) = 'dataset.npz',
@@ -532,12 +656,15 @@ def train(out: Param("run folder (checkpoint, metrics.csv, loss.png)", str) = 'r
           val_fraction: Param("fraction of structures held out when --val_every is set", float) = 0.1,
           pair_mode: Param("long model: factorized pairs (default) or sparse k-NN edges", str) = None,
           sharing: Param("long model: structure-layer weight sharing: none, universal, alternating or block", str) = None,
-          accumulate: Param("micro-batches of --batch per optimiser step (gradient accumulation; exactly the large batch)", int) = 1):
+          accumulate: Param("micro-batches of --batch per optimiser step (gradient accumulation; exactly the large batch)", int) = 1,
+          init: Param("start a new run from this checkpoint's weights (EMA if kept): a fine-tune", str) = None,
+          threads: Param("CPU threads (default: the physical cores other processes leave free)", int) = None):
     """Train a denoiser with Genie's ε-loss; writes a checkpoint, metrics CSV and loss-curve PNG to --out. Data
     parallel under torchrun: `torchrun --nproc_per_node N -m genie_long.cli train …` (--batch is the global batch)."""
+    use_threads(threads)
     train_model(out, model, size, data, crop, steps, batch, lr, seed, ckpt_every, resume, minutes, True, device,
                 curriculum, min_crop, warmup_steps, growth_steps, precision, grad_clip, ema, aux_weight, memory_gb,
-                val_every, val_fraction, pair_mode, sharing, accumulate)
+                val_every, val_fraction, pair_mode, sharing, accumulate, init)
 
 @call_parse
 def sample_cmd(ckpt: Param("checkpoint written by train (default: the shipped demo model)", str, nargs='?', opt=False) = None,
@@ -549,9 +676,13 @@ def sample_cmd(ckpt: Param("checkpoint written by train (default: the shipped de
                out: Param("output folder", str) = 'samples',
                batch_size: Param("chains per forward pass (default: one batch per length)", int) = None,
                device: Param("cpu, cuda or auto", str) = 'auto',
-               memory_gb: Param("memory budget in GB, checked against the estimate first (default: what is available)", float) = None):
+               memory_gb: Param("memory budget in GB, checked against the estimate first (default: what is available)", float) = None,
+               overwrite: Param("replace the samples already in --out (otherwise: refused)", bool) = False,
+               threads: Param("CPU threads (default: the physical cores other processes leave free)", int) = None):
     "Sample backbones from a checkpoint; writes CA-only PDBs, .npy coordinates and a PNG of the traces."
-    sample_backbones(ckpt or shipped_model(), lengths, count, steps, noise_scale, seed, out, batch_size, True, device, memory_gb)
+    use_threads(threads)
+    sample_backbones(ckpt or shipped_model(), lengths, count, steps, noise_scale, seed, out, batch_size, True, device,
+                     memory_gb, overwrite)
 
 @call_parse
 def demo(out: Param("output folder", str) = 'genie_long_demo',
@@ -561,9 +692,11 @@ def demo(out: Param("output folder", str) = 'genie_long_demo',
          lengths: Param("backbone lengths (default: 256 1024 2048; with --train: 64)", int, nargs='+') = None,
          count: Param("backbones per length", int) = 1,
          sample_steps: Param("sampling steps (default: 250 strided; with --train: 1000)", int) = None,
-         seed: Param("random seed", int) = 0):
+         seed: Param("random seed", int) = 0,
+         threads: Param("CPU threads (default: the physical cores other processes leave free)", int) = None):
     """Sample 256-, 1024- and 2048-residue backbones with the shipped model and evaluate them, in minutes on a CPU;
     --train trains a small Genie first."""
+    use_threads(threads)
     run_demo(out, train, minutes, steps, lengths=lengths, count=count, sample_steps=sample_steps, seed=seed)
 
 # %% ../nbs/12_cli.ipynb #8eec1b38
@@ -579,10 +712,12 @@ def bench(models: Param("models to compare; ratios are first / others", str, nar
           json: Param("print machine-readable JSON instead of the table", bool) = False,
           sparse: Param("also bench long-sparse: k-NN edges (hybrid k=32, window 3) and sparse IPA", bool) = False,
           checkpointing: Param("also bench long-nockpt: the long model with every checkpointing switch off", bool) = False,
-          compression: Param("also bench long-shared: one structure layer's weights shared by all depths", bool) = False):
+          compression: Param("also bench long-shared: one structure layer's weights shared by all depths", bool) = False,
+          threads: Param("CPU threads of each measured process (default: the physical cores other processes leave free)", int) = None):
     """Peak RSS and step time of models side by side, one fresh subprocess per (model, L, mode), batch 1. The variant
     flags add long-model variants to `--models` (models: reference, long; variants: long-sparse, long-nockpt, long-shared)."""
     import json as _json
+    use_threads(threads)
     if any(m not in ('train', 'sample') for m in modes): raise CLIError(f"--modes must be train and/or sample, got {modes}")
     for flag, variant in ((sparse, 'long-sparse'), (checkpointing, 'long-nockpt'), (compression, 'long-shared')):
         if flag and variant not in models: models = [*models, variant]
@@ -606,11 +741,32 @@ def evaluate(samples: Param("sample structure files or folders (searched recursi
 
 COMMANDS = {'prepare': prepare, 'train': train, 'sample': sample_cmd, 'demo': demo, 'bench': bench, 'evaluate': evaluate}
 
+# Failures a user can meet with correct software: bad arguments or files, a full or read-only disk, a held run folder,
+# a run that diverges, too little memory. They are reported in one line; anything else is a bug and keeps its traceback.
+EXPECTED_ERRORS = (CLIError, ValueError, OSError, RunLocked, TrainingDiverged, FloatingPointError, MemoryError)
+
+def _out_of_memory(e: BaseException) -> bool:
+    "Whether `e` is an allocation failure (host or GPU), which torch raises as a `RuntimeError`."
+    return isinstance(e, (MemoryError, torch.OutOfMemoryError)) or (
+        isinstance(e, RuntimeError) and bool(re.search(r"can't allocate memory|out of memory", str(e))))
+
+def error_line(e: BaseException) -> str:
+    "One line for an expected failure, naming the file or argument where the error knows it."
+    if _out_of_memory(e):
+        return (f"out of memory ({str(e).splitlines()[0][:160] or type(e).__name__}); try shorter chains, a smaller "
+                "--batch, or --memory_gb for the long model")
+    if isinstance(e, OSError) and e.strerror: return f"{e.filename or ''}{': ' if e.filename else ''}{e.strerror}"
+    return (str(e).splitlines() or [type(e).__name__])[0]
+
 def main(argv=None):
-    "Entry point of `genie-long`: dispatch to a subcommand; user errors → one line on stderr, exit 2."
+    """Entry point of `genie-long`: dispatch to a subcommand. Expected failures → one line on stderr, exit 2;
+    `genie-long --debug <command> …` (or `GENIE_LONG_DEBUG=1`) shows their traceback too."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = bool(os.environ.get('GENIE_LONG_DEBUG'))
+    if argv and argv[0] == '--debug': debug, argv = True, argv[1:]
     if not argv or argv[0] in ('-h', '--help'):
-        print("usage: genie-long {" + ','.join(COMMANDS) + "} [--help] ...\n\nGenie protein-backbone diffusion, long chains.\n")
+        print("usage: genie-long [--debug] {" + ','.join(COMMANDS) + "} [--help] ...\n\n"
+              "Genie protein-backbone diffusion, long chains.\n")
         for name, f in COMMANDS.items(): print(f"  {name:8s} {f.__doc__.splitlines()[0]}")
         return 0 if argv else 2
     cmd, rest = argv[0], argv[1:]
@@ -620,12 +776,13 @@ def main(argv=None):
     args = vars(anno_parser(f, prog=f"genie-long {cmd}").parse_args(rest))  # argparse errors exit 2 by themselves
     args.pop('pdb', None); args.pop('xtra', None)
     try: f(**args)
-    except (CLIError, FileNotFoundError, ValueError) as e:
-        if os.environ.get('GENIE_LONG_DEBUG'): traceback.print_exc()
-        print(f"genie-long {cmd}: error: {e}", file=sys.stderr)
+    except Exception as e:
+        if not isinstance(e, EXPECTED_ERRORS) and not _out_of_memory(e): raise
+        if debug: traceback.print_exc()
+        print(f"genie-long {cmd}: error: {error_line(e)}", file=sys.stderr)
         shutdown_distributed(2, sync=False); return 2     # under torchrun: leave at once, torchrun stops the others
-    except KeyboardInterrupt:
-        print(f"genie-long {cmd}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"genie-long {cmd}: interrupted{f' ({e})' if str(e) else ''}", file=sys.stderr)
         shutdown_distributed(130, sync=False); return 130
     shutdown_distributed(0)   # under torchrun: barrier → destroy_process_group → flush → os._exit(0); else nothing
     return 0

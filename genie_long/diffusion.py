@@ -193,15 +193,17 @@ def _sample_batch(model, schedule: GenieSchedule, mask: Tensor, noise_scale: flo
 def sample(model, lengths: int | Sequence[int], n_per_length: int = 1, schedule: GenieSchedule | None = None,
            noise_scale: float = 0.6, n_steps: int | None = None, batch_size: int | None = None,
            seed: int | None = None, return_trajectory: bool = False, trajectory_every: int = 10,
-           progress: bool = False, device=None, dtype: torch.dtype = torch.float32):
+           progress: bool = False, device=None, dtype: torch.dtype = torch.float32, on_chain=None):
     """Genie's ancestral sampler (`p_sample_loop`, SPEC 0.6 and "Sampling long backbones") for any
     `model(x [b,l,3], t [b] long, mask [b,l]) -> eps_hat`.
 
     Returns a list of [n_i,3] C-alpha coordinate tensors (CPU), `n_per_length` chains per entry of `lengths`, in that
     order; with `return_trajectory`, also a list of [n_frames,n_i,3] trajectories (initial noise, every
     `trajectory_every` steps, final). `schedule` defaults to `GenieSchedule(1000)`; `n_steps` < T respaces it
-    (off-reference). `batch_size` chains per forward pass (default: one batch per length, unpadded); `seed` fixes all the noise (default: drawn
-    from torch's global RNG); `device` defaults to the model's."""
+    (off-reference). `batch_size` chains per forward pass (default: one batch per length, unpadded); `seed` fixes
+    all the noise (default: drawn from torch's global RNG); `device` defaults to the model's. `on_chain(k, coords)`,
+    if given, receives each chain as soon as its batch is done (`k`: its place in the returned list), so that a
+    caller can write it before the next batch starts."""
     lengths = [lengths] if isinstance(lengths, int) else list(lengths)
     if not lengths: raise ValueError("lengths is empty")
     for n in lengths:
@@ -244,5 +246,6 @@ def sample(model, lengths: int | Sequence[int], n_per_length: int = 1, schedule:
             if traj: traj = rearrange(torch.stack(traj), "f b l c -> b f l c")
             for r, i in enumerate(idx):
                 coords[i] = x[r, :chains[i]]
+                if on_chain is not None: on_chain(i, coords[i])
                 if return_trajectory: trajs[i] = traj[r, :, :chains[i]]
     return (coords, trajs) if return_trajectory else coords

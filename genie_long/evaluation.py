@@ -16,12 +16,12 @@ import tmtools
 from fastprogress.fastprogress import progress_bar
 from scipy.spatial import cKDTree
 
-from .protein import BREAK_DIST, ProteinChain, read_chains, load_chains, structure_format
+from .protein import BREAK_DIST, ProteinChain, coords_problem, read_chains, load_chains, structure_format
 
 # %% auto #0
 __all__ = ['CA_CA', 'CA_CA_TOL', 'CLASH_DIST', 'RG_LAW', 'CHECKS', 'trace_coords', 'ca_ca_stats', 'clash_counts', 'clash_stats',
            'rg_stats', 'ca_atom_array', 'sse_labels', 'sse_fractions', 'tm_score', 'pairwise_tm', 'novelty_tm',
-           'load_traces', 'chain_metrics', 'Evaluation', 'summarize', 'evaluate_backbones', 'plot_report',
+           'chain_metrics', 'load_traces', 'Evaluation', 'summarize', 'evaluate_backbones', 'plot_report',
            'write_report', 'print_summary']
 
 # %% ../nbs/11_evaluation.ipynb #6938d9ae
@@ -30,10 +30,10 @@ CLASH_DIST = 3.0              # Å: non-adjacent C-alpha atoms closer than this 
 RG_LAW = (2.2, 0.38)          # Rg ≈ 2.2·L^0.38 Å for folded globular proteins
 
 def trace_coords(x) -> np.ndarray:
-    "A C-alpha trace as float64 `(L, 3)` from an array, a tensor or a `ProteinChain`."
+    "A C-alpha trace as float64 `(L, 3)` from an array, a tensor or a `ProteinChain`; checked (`coords_problem`)."
     x = np.asarray(x.coords if isinstance(x, ProteinChain) else x, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != 3: raise ValueError(f"a C-alpha trace must be (L, 3), got {x.shape}")
-    if not np.isfinite(x).all(): raise ValueError("the trace holds NaN or inf coordinates")
+    if why := coords_problem(x): raise ValueError(why)
     return x
 
 def ca_ca_stats(coords) -> dict:
@@ -168,31 +168,53 @@ CHECKS = {'ca-ca': lambda r: r['caca_frac_3.8'] < 0.8, 'clash': lambda r: r['cla
           'extended': lambda r: r['rg_ratio'] > 2.5, 'compact': lambda r: r['rg_ratio'] < 0.7,
           'no-ss': lambda r: r['length'] >= 40 and r['coil'] >= 1.0}
 
-def load_traces(items, min_length: int = 3) -> list[tuple[str, np.ndarray]]:
-    """`(name, coords)` for each chain of `items`: structure files (every protein chain of the first model), `.npy`
-    coordinate files, prepared `.npz` datasets, `ProteinChain`s or `(L, 3)` arrays."""
-    out = []
-    for k, it in enumerate(items):
-        if isinstance(it, ProteinChain): out.append((it.label, trace_coords(it))); continue
-        if not isinstance(it, (str, Path)): out.append((f"sample_{k:03d}", trace_coords(it))); continue
-        p = Path(it)
-        if not p.is_file(): raise FileNotFoundError(f"{p}: no such file")
-        if p.suffix == '.npz': out += [(c.label, trace_coords(c)) for c in load_chains(p)]
-        elif p.suffix == '.npy':
-            try: out.append((p.stem, trace_coords(np.load(p))))
-            except ValueError as e: raise ValueError(f"{p}: {e}") from None
-        elif structure_format(p):
-            kept, _ = read_chains(p, min_length=min_length, min_residues=min(min_length, 10))
-            if not kept: raise ValueError(f"{p}: no protein chain of {min_length}+ residues with CA atoms")
-            out += [(c.label if len(kept) > 1 else p.name.split('.')[0], trace_coords(c)) for c in kept]
-        else: raise ValueError(f"{p}: not a structure (.pdb/.cif[.gz]), .npy or .npz file")
-    return out
-
 def chain_metrics(coords) -> dict:
     "Every per-chain metric of one trace: CA–CA statistics, clashes, radius of gyration, P-SEA fractions."
     x = trace_coords(coords)
     return {'length': len(x), **{f"caca_{k}": v for k, v in ca_ca_stats(x).items()}, **clash_stats(x), **rg_stats(x),
             **sse_fractions(x)}
+
+# %% ../nbs/11_evaluation.ipynb #ef5b0a80
+_READ_ERRORS = (ValueError, TypeError, OSError, EOFError)   # what an untrusted file or array may raise when read
+
+def _reason(e: Exception, name: str) -> str:
+    "The one-line message of `e`, without a leading `name: ` (the caller names the item once)."
+    msg = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+    return ' '.join(msg.removeprefix(f"{name}: ").split())
+
+def _read_item(it, k: int, min_length: int) -> list[tuple[str, object]]:
+    "The `(name, coordinates)` chains of one item of `load_traces`, unchecked; raises if the item cannot be read."
+    if isinstance(it, ProteinChain): return [(it.label, it)]
+    if not isinstance(it, (str, Path)): return [(f"sample_{k:03d}", it)]
+    p = Path(it)
+    if not p.is_file(): raise FileNotFoundError(f"{p}: no such file")
+    if p.suffix == '.npz': return [(c.label, c) for c in load_chains(p)]
+    if p.suffix == '.npy': return [(p.stem, np.load(p, allow_pickle=False))]
+    if not structure_format(p): raise ValueError(f"{p}: not a structure (.pdb/.cif[.gz]), .npy or .npz file")
+    kept, rejected = read_chains(p, min_length=min_length, min_residues=min(min_length, 10))
+    if not kept: raise ValueError(f"no protein chain of {min_length}+ residues with usable CA atoms"
+                                  + (f" ({rejected[0][0]}: {rejected[0][1]})" if rejected else ''))
+    return [(c.label if len(kept) > 1 else p.name.split('.')[0], c) for c in kept]
+
+# %% ../nbs/11_evaluation.ipynb #111be1d5
+def load_traces(items, min_length: int = 3, skipped: list | None = None) -> list[tuple[str, np.ndarray]]:
+    """`(name, coords)` for each usable chain of `items`: structure, `.npy` or `.npz` files, `ProteinChain`s or
+    `(L, 3)` arrays. An unusable item or chain raises `ValueError` naming it, or goes to `skipped` as (name, reason)."""
+    out = []
+    def bad(name: str, e: Exception):
+        if skipped is None: raise ValueError(f"{name}: {_reason(e, name)}") from None
+        skipped.append((name, _reason(e, name)))
+    for k, it in enumerate(items):
+        src = str(it) if isinstance(it, (str, Path)) else None
+        try: chains = _read_item(it, k, min_length)
+        except _READ_ERRORS as e: bad(src or f"sample_{k:03d}", e); continue
+        for name, c in chains:
+            try:
+                x = trace_coords(c)
+                if len(x) < min_length: raise ValueError(f"{len(x)} residues, fewer than {min_length}")
+                out.append((name, x))
+            except _READ_ERRORS as e: bad(name if src is None else src if len(chains) == 1 else f"{src} ({name})", e)
+    return out
 
 # %% ../nbs/11_evaluation.ipynb #1971f9f0
 @dataclass
@@ -202,6 +224,7 @@ class Evaluation:
     summary: dict
     ca_ca: np.ndarray                                          # every adjacent CA–CA distance, all samples
     pair_tm: np.ndarray = field(default_factory=lambda: np.zeros(0))   # TM-scores among samples
+    skipped: list[tuple[str, str]] = field(default_factory=list)       # (name, reason) of unusable files and chains
 
 def summarize(rows: list[dict], ca_ca: np.ndarray, pair_tm: np.ndarray) -> dict:
     "Means over samples (CA–CA over all bonds), diversity (mean pairwise TM) and novelty (mean max TM to training)."
@@ -222,11 +245,18 @@ def evaluate_backbones(samples, train=None, diversity: bool = True, max_pairs: i
                        max_train: int | None = 100, length_ratio=(0.5, 2.0), seed: int = 0, progress: bool = True,
                        min_length: int = 3) -> Evaluation:
     """Evaluate C-alpha backbones (see `load_traces` for what `samples` and `train` may hold): per-chain metrics,
-    pairwise TM-score diversity (`diversity`, capped at `max_pairs`) and, with `train`, novelty (`novelty_tm`)."""
-    traces = load_traces(samples, min_length)
+    pairwise TM-score diversity (`diversity`, capped at `max_pairs`) and, with `train`, novelty (`novelty_tm`).
+    Unusable files and chains are left out, listed in `skipped`; `ValueError` if no sample or training chain is left."""
+    skipped, train_skipped = [], []
+    traces = load_traces(samples, min_length, skipped)
+    if not traces and skipped: raise ValueError(f"no usable sample ({len(skipped)} skipped): {': '.join(skipped[0])}")
     if not traces: raise ValueError("no samples to evaluate")
-    ref = None if train is None else load_traces([train] if isinstance(train, (str, Path)) else train, min_length)
-    if ref is not None and not ref: raise ValueError("the training set holds no chain")
+    ref = None if train is None else load_traces([train] if isinstance(train, (str, Path)) else train, min_length,
+                                                 train_skipped)
+    if ref is not None and not ref:
+        raise ValueError(f"no usable training chain: {': '.join(train_skipped[0])}" if train_skipped
+                         else "the training set holds no chain")
+    skipped += [(f"{n} (training)", r) for n, r in train_skipped]
     rows = [{'name': n, **chain_metrics(x)} for n, x in _bar(traces, progress)]
     pairs, tm = pairwise_tm([x for _, x in traces], max_pairs, seed, progress) if diversity and len(traces) > 1 else (np.zeros((0, 2), int), np.zeros(0))
     if diversity:
@@ -238,7 +268,7 @@ def evaluate_backbones(samples, train=None, diversity: bool = True, max_pairs: i
         for r, t, b in zip(rows, best_tm, best): r['novelty_tm'], r['nearest_train'] = float(t), ref[b][0] if b >= 0 else ''
     for r in rows: r['issues'] = ';'.join(k for k, check in CHECKS.items() if check(r))
     ca_ca = np.concatenate([np.linalg.norm(np.diff(x, axis=0), axis=-1) for _, x in traces])
-    return Evaluation(rows, summarize(rows, ca_ca, tm), ca_ca, tm)
+    return Evaluation(rows, summarize(rows, ca_ca, tm), ca_ca, tm, skipped)
 
 # %% ../nbs/11_evaluation.ipynb #696ea704
 def _fmt(v): return f"{v:.4g}" if isinstance(v, float) else v
@@ -291,14 +321,15 @@ def plot_report(ev: Evaluation, title: str = 'genie_long evaluation'):
     return fig
 
 def write_report(ev: Evaluation, out, title: str = 'genie_long evaluation') -> tuple[Path, Path]:
-    "Write `evaluation.csv` (rows + a `summary` row) and `evaluation.png` into folder `out`. Returns both paths."
+    "Write `evaluation.csv` (rows, skipped items, a `summary` row) and `evaluation.png` into `out`. Returns both paths."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    fields = list(dict.fromkeys(k for r in ev.rows for k in r))
+    skipped = [{'name': n, 'issues': f"skipped: {r}"} for n, r in ev.skipped]
+    fields = list(dict.fromkeys(k for r in ev.rows + skipped for k in r))
     summary = {'name': 'summary', **{k: v for k, v in ev.summary.items() if k in fields}}
     extra = [k for k in ev.summary if k not in fields and k != 'samples']
     with open(out / 'evaluation.csv', 'w', newline='') as f:
         w = csv.DictWriter(f, fields + extra)
-        w.writeheader(); w.writerows([{k: _fmt(v) for k, v in r.items()} for r in ev.rows])
+        w.writeheader(); w.writerows([{k: _fmt(v) for k, v in r.items()} for r in ev.rows + skipped])
         w.writerow({k: _fmt(v) for k, v in {**summary, **{k: ev.summary[k] for k in extra}}.items()})
     fig = plot_report(ev, title)
     fig.savefig(out / 'evaluation.png', dpi=110); plt.close(fig)
@@ -317,3 +348,5 @@ def print_summary(ev: Evaluation, file=None):
           f"  TM among samples    {div}\n"
           f"  max TM to training  {nov}\n"
           f"  flagged             {s['flagged']} of {s['samples']}", file=file)
+    if ev.skipped: print(f"skipped {len(ev.skipped)} file{'s' if len(ev.skipped) != 1 else ''}:\n"
+                         + '\n'.join(f"  {n}: {r}" for n, r in ev.skipped), file=file)

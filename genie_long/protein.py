@@ -247,8 +247,11 @@ def atomic_write(path, mode: str = 'wb', **kw):
             yield f
             f.flush(); os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True); raise
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and not e.filename:   # say which file a full disk or a size limit stopped
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+        raise
 
 def save_dataset(chains: list[ProteinChain], path, meta: dict | None = None) -> Path:
     """Write chains to one compressed `.npz` (atomically; `.npz` is appended to a name without it, as numpy does):

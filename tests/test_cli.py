@@ -6,24 +6,10 @@ import gemmi
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT / 'nbs' / 'fixtures' / 'structures'
+from cli_helpers import ROOT, FIXTURES, EXE, run, assert_user_error
+
 SHARED = next((p for p in (ROOT.parent / 'shared' / 'data' / 'structures', Path('/work/shared/data/structures')) if p.is_dir()),
               ROOT.parent / 'shared' / 'data' / 'structures')
-EXE = shutil.which('genie-long') or pytest.fail('the genie-long script is not installed (pip install -e .)')
-
-
-def run(*args, cwd=None, timeout=600):
-    env = {**os.environ, 'GENIE_LONG_DEBUG': ''}
-    return subprocess.run([EXE, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env)
-
-
-def assert_user_error(r, *needles):
-    "Exit status 2, one line on stderr that names the culprit, and no traceback."
-    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
-    assert 'Traceback' not in r.stderr + r.stdout
-    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
-    for n in needles: assert n in r.stderr, (n, r.stderr)
 
 
 def test_help():
@@ -132,8 +118,8 @@ def test_curriculum_bf16_killed_and_resumed(tmp_path):
     time.sleep(2)
     proc.kill(); proc.wait()
     assert (run_dir / 'ckpt.pt').exists(), proc.stderr.read().decode()
-    import torch
-    final = torch.load(run_dir / 'ckpt.pt', weights_only=False)['step'] + 6   # however far the killed run got
+    from genie_long.train import load_checkpoint
+    final = load_checkpoint(run_dir / 'ckpt.pt')['step'] + 6   # however far the killed run got
     r = run(*args, '--steps', final, '--resume')
     assert r.returncode == 0, r.stderr
     assert 'crop 16→48 (cosine)' in r.stdout and 'bf16' in r.stdout

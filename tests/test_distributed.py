@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from genie_long.train import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 EXE = shutil.which('genie-long') or pytest.fail('the genie-long script is not installed (pip install -e .)')
@@ -47,15 +48,15 @@ def test_train_under_torchrun_and_resume_both_ways(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ['ckpt.pt', 'config.txt', 'loss.png', 'metrics.csv']
     rows = (out / 'metrics.csv').read_text().splitlines()
     assert len(rows) == 1 + 2 and rows[1].split(',')[6] == '4'                            # the global batch of 4
-    ck = torch.load(out / 'ckpt.pt', weights_only=False)
+    ck = load_checkpoint(out / 'ckpt.pt')
     assert ck['step'] == 2 and not any(k.startswith('module.') for k in ck['model'])        # the plain model's weights
     # a distributed checkpoint resumes in one process …
     r = run([EXE, *TRAIN, '--steps', 3, '--out', out, '--resume'])
-    assert torch.load(out / 'ckpt.pt', weights_only=False)['step'] == 3
+    assert load_checkpoint(out / 'ckpt.pt')['step'] == 3
     # … and a single-process one under torchrun, with gradient accumulation
     single = tmp_path / 'single'
     run([EXE, *TRAIN, '--steps', 1, '--out', single])
     run([*TORCHRUN, '-m', 'genie_long.cli', *TRAIN, '--steps', 2, '--accumulate', 2, '--out', single, '--resume'])
-    ck = torch.load(single / 'ckpt.pt', weights_only=False)
+    ck = load_checkpoint(single / 'ckpt.pt')
     assert ck['step'] == 2 and ck['meta']['processes'] == 2 and ck['meta']['accumulate'] == 2
     assert [int(l.split(',')[0]) for l in (single / 'metrics.csv').read_text().splitlines()[1:]] == [1, 2]
