@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from fastcore.script import call_parse, anno_parser, Param
 
-from .protein import read_chains, save_dataset, structure_format, write_ca, coords_problem, ProteinDataset
+from .protein import (read_chains, save_dataset, structure_format, write_ca, coords_problem, atomic_write,
+                                ProteinDataset)
 from .diffusion import GenieSchedule, sample
 from .reference import GenieDenoiser, reference_config, pin_mmap_threshold
 from .denoiser import LongSequenceDenoiser, long_config, make_step, bench_summary, plot_bench, checkpoint_switches
@@ -107,9 +108,8 @@ def export_model(ckpt, out, ema: bool = True) -> Path:
     a training checkpoint."""
     ck = load_checkpoint(ckpt)
     state, weights = checkpoint_weights(ck, ema)
-    out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({'model': state, 'step': ck['step'], 'meta': {**ck['meta'], 'weights': weights}}, out)
-    return out
+    with atomic_write(out) as f: torch.save({'model': state, 'step': ck['step'], 'meta': {**ck['meta'], 'weights': weights}}, f)
+    return Path(out)
 
 # %% ../nbs/12_cli.ipynb #f44a3cac
 def writable_folder(folder, flag: str = '--out') -> Path:
@@ -205,6 +205,9 @@ def train_model(out='runs/genie', model: str = 'reference', size: str = 'tiny', 
         if v < 1: raise CLIError(f"--{k} must be ≥ 1, got {v}")
     if crop < 3: raise CLIError(f"--crop must be ≥ 3 (frames need 3 residues), got {crop}")
     if lr is not None and not lr > 0: raise CLIError(f"--lr must be > 0, got {lr}")
+    for k, v in dict(minutes=minutes, grad_clip=grad_clip).items():
+        if v is not None and not v > 0: raise CLIError(f"--{k} must be > 0, got {v}")
+    if aux_weight is not None and not aux_weight >= 0: raise CLIError(f"--aux_weight must be ≥ 0, got {aux_weight}")
     if curriculum is not None and curriculum not in GROWTH_SCHEDULES:
         raise CLIError(f"--curriculum {curriculum!r}: choose one of {', '.join(GROWTH_SCHEDULES)}")
     if curriculum is not None and not 3 <= min_crop <= crop: raise CLIError(f"--min_crop must be in 3..--crop ({crop}), got {min_crop}")

@@ -8,13 +8,10 @@ import csv, math, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import biotite.structure as struc
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 import numpy as np
-import tmtools
 from fastprogress.fastprogress import progress_bar
-from scipy.spatial import cKDTree
 
 from .protein import BREAK_DIST, ProteinChain, coords_problem, read_chains, load_chains, structure_format
 
@@ -51,6 +48,7 @@ def clash_counts(coords, cutoff: float = CLASH_DIST, min_sep: int = 2, workers: 
     x = trace_coords(coords)
     if min_sep < 1: raise ValueError(f"min_sep must be ≥ 1, got {min_sep}")
     r = np.nextafter(cutoff, 0)   # the tree counts d <= r; a clash is d < cutoff
+    from scipy.spatial import cKDTree   # evaluation-only dependencies load when used: training needs none of them
     n = cKDTree(x).query_ball_point(x, r, return_length=True, workers=workers).astype(np.int64) - 1  # minus itself
     for k in range(1, min(min_sep, len(x))):   # minus the near-sequence neighbours within the cutoff
         close = np.linalg.norm(x[k:] - x[:-k], axis=-1) <= r
@@ -80,6 +78,7 @@ _SSE_CELL = 5.2       # Å: the CellList cell size inside biotite's P-SEA (its s
 def ca_atom_array(coords, res_name: str = 'ALA', chain_id: str = 'A') -> struc.AtomArray:
     "A biotite `AtomArray` of CA atoms, one residue per row (numbered from 1), for CA-only algorithms."
     x = trace_coords(coords)
+    import biotite.structure as struc
     atoms = struc.AtomArray(len(x))
     atoms.coord = x.astype(np.float32)
     atoms.atom_name[:], atoms.res_name[:], atoms.chain_id[:], atoms.element[:] = 'CA', res_name, chain_id, 'C'
@@ -100,7 +99,8 @@ def _grid_cells(x: np.ndarray) -> float: return float(np.prod(np.ptp(x, axis=0) 
 def _psea(x: np.ndarray) -> np.ndarray:
     with np.errstate(invalid='ignore'), warnings.catch_warnings():
         warnings.simplefilter('ignore', RuntimeWarning)
-        return struc.annotate_sse(ca_atom_array(x))
+        from biotite.structure import annotate_sse
+        return annotate_sse(ca_atom_array(x))
 
 def sse_labels(coords, max_cells: float = 2e7, window: int = 1024, pad: int = 16) -> np.ndarray:
     """P-SEA secondary structure per residue from C-alpha atoms (biotite `annotate_sse`): 'a' helix, 'b' strand, 'c'
@@ -126,6 +126,7 @@ def tm_score(a, b) -> tuple[float, float]:
     "TM-align (tmtools) of two C-alpha traces: the TM-score normalised by `a`'s length and by `b`'s."
     x, y = trace_coords(a), trace_coords(b)
     if min(len(x), len(y)) < 3: raise ValueError(f"TM-align needs ≥ 3 residues per chain, got {len(x)} and {len(y)}")
+    import tmtools
     r = tmtools.tm_align(x, y, 'A' * len(x), 'A' * len(y))
     return float(r.tm_norm_chain1), float(r.tm_norm_chain2)
 

@@ -229,3 +229,5 @@ def test_memory_guard_and_small_validations(tmp_path, small_run):
     for args, flag in ((('--lengths', 0), '--lengths'), (('--repeats', 0), '--repeats'),
                        (('--mem_cap_gb', -1), '--mem_cap_gb'), (('--time_cap_s', -5), '--time_cap_s')):
         assert_user_error(run('bench', *args, '--out', tmp_path / 'b'), flag)
+    for args in (('--minutes', -1), ('--grad_clip', 0), ('--aux_weight', -1)):
+        assert_user_error(run('train', *args, '--out', tmp_path / 'r2'), args[0])
