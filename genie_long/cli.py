@@ -17,13 +17,13 @@ from fastcore.script import call_parse, anno_parser, Param
 from .protein import (read_chains, save_dataset, structure_format, write_ca, coords_problem, atomic_write,
                                 ProteinDataset)
 from .diffusion import GenieSchedule, sample
-from .reference import GenieDenoiser, reference_config, pin_mmap_threshold
+from .reference import GenieDenoiser, ReferenceConfig, reference_config, pin_mmap_threshold
 from .denoiser import LongSequenceDenoiser, long_config, make_step, bench_summary, plot_bench, checkpoint_switches
 from .compression import CheckpointConfig, SHARING
 from .training import (ProgressiveTrainingScheduler, CurriculumStream, Stage3TrainingManager, Stage3MetricsCB,
                                  Stage3ProgressCB, GROWTH_SCHEDULES, PRECISIONS, DynamicBatchSize, split_dataset,
                                  validation_batch, ValidationCB, SkipGuardCB, TrainingDiverged)
-from .denoiser import MemoryEstimator, LongSequenceConfig, memory_policy
+from .denoiser import MemoryEstimator, DenseMemoryEstimator, LongSequenceConfig, memory_policy
 from .compression import available_memory_gb
 from .train import (DiffusionLearner, BatchStream, CheckpointCB, LossPlotCB,
                               TimeLimitCB, load_checkpoint, resume, read_metrics, RunLock, RunLocked)
@@ -367,16 +367,18 @@ def plot_traces(coords_list, names, png_path=None, cols: int = 4):
 
 def check_sample_memory(model, lengths, count: int, batch_size: int | None = None, memory_gb: float | None = None,
                         device=None):
-    """Before a sampling run: the `MemoryEstimator` peak of the batch holding the longest chain against `memory_gb`
-    (default: the memory available now on `device`, the one that will run). Over it, a `CLIError` that names the
-    longest chain that would fit. Returns (estimated GB, available GB), or None for models the estimator does not model
-    (the dense reference, sparse pairs)."""
+    """Before a sampling run: the estimated peak of the batch holding the longest chain (`MemoryEstimator` for the long
+    model, `DenseMemoryEstimator` for the dense reference) against `memory_gb` (default: the memory available now on
+    `device`, the one that will run). Over it, a `CLIError` that names the longest chain that would fit. Returns
+    (estimated GB, available GB), or None for a model no estimator models (sparse pairs)."""
     c = getattr(model, 'config', None)
-    if not isinstance(c, LongSequenceConfig) or c.pair_mode != 'factorized': return None
-    avail = available_memory_gb(_device(device)) if memory_gb is None else memory_gb
     L, batch = max(lengths), min(batch_size, count * len(lengths)) if batch_size else count   # `sample` batches
-    est = MemoryEstimator()
-    need = est.estimate(replace(c, **memory_policy(L)), L, batch, 'sample')['total'] / 1e9
+    if isinstance(c, ReferenceConfig): est, at_L = DenseMemoryEstimator(), c
+    elif isinstance(c, LongSequenceConfig) and c.pair_mode == 'factorized':
+        est, at_L = MemoryEstimator(), replace(c, **memory_policy(L))
+    else: return None
+    avail = available_memory_gb(_device(device)) if memory_gb is None else memory_gb
+    need = est.estimate(at_L, L, batch, 'sample')['total'] / 1e9
     if need > avail:
         fit = est.max_length(c, avail * 1e9, batch, 'sample')
         raise CLIError(f"sampling {batch} chain{'s' if batch > 1 else ''} of {L} residues needs about {need:.1f} GB, and "

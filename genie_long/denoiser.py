@@ -20,7 +20,8 @@ from .compression import CheckpointConfig, CompressedStructureNet, share_layers,
 # %% auto #0
 __all__ = ['LONG_SIZES', 'LongSequenceConfig', 'memory_policy', 'checkpoint_switches', 'long_config', 'LongSequenceDenoiser',
            'model_dims', 'MemoryEstimator', 'saved_bytes_by_component', 'calibrate_saved', 'make_step',
-           'measure_peak_rss', 'calibrate_rss', 'loglog_slope', 'bench_summary', 'plot_bench', 'read_bench']
+           'measure_peak_rss', 'calibrate_rss', 'dense_pair_widths', 'DenseMemoryEstimator', 'loglog_slope',
+           'bench_summary', 'plot_bench', 'read_bench']
 
 # %% ../nbs/10_denoiser.ipynb #37983c7a
 @dataclass
@@ -387,6 +388,74 @@ def calibrate_rss(config: LongSequenceConfig, lengths=(128, 256), est: MemoryEst
         w, m0 = np.polyfit(u, y, 1)
         fit[w_name], fit[f'runtime_{mode}'] = max(float(w), 0.0), float(m0)
     return MemoryEstimator(**{**asdict(est), **fit})
+
+# %% ../nbs/10_denoiser.ipynb #5689c5c7
+import functools, math
+from dataclasses import astuple
+
+def dense_pair_widths(config: ReferenceConfig, L: int, batch: int = 1) -> dict:
+    "Float32 L×L planes (one float per residue pair) alive at each phase's peak of a no-grad `GenieDenoiser` forward."
+    c, B, C = config, batch, config.c_p
+    held = 2 + (c.n_pair_transform_layer > 1)   # the feature net's output, the stack's layer input, the running pair
+    w = {'pair_features': max(3 * (2 * c.relpos_k + 1) + B * C,   # int64 one-hot + its float copy, shared by the batch
+                              3 * B * C),                         # p, the template projection, their sum
+         'ipa': B * (C + 7 * c.n_head_ipa * c.n_qk_point + c.n_head_ipa)}   # pair, point differences, squares, logits
+    if c.n_pair_transform_layer > 0:
+        w['transition'] = B * (held + 2 * c.pair_transition_n) * C            # the hidden layer before and after ReLU
+        if c.include_mul_update:                                              # LN, gate, output; a, b, x, LN(x)
+            w['tri_mul'] = B * ((held + 3) * C + 4 * c.c_hidden_mul)
+        if c.include_tri_att:   # LN, q, k, v, scaled q; L×L×L per head: bias, logits, softmax, `_safe_softmax`'s mask
+            w['tri_att'] = B * ((held + 1) * C + 4 * c.n_head_tri * c.c_hidden_tri_att + 3.25 * c.n_head_tri * L)
+    return w
+
+@functools.lru_cache(maxsize=32)
+def _dense_parameters(config_fields: tuple) -> int:
+    "Parameter count of `GenieDenoiser(ReferenceConfig(*config_fields))`, built on the meta device."
+    with torch.device('meta'): m = GenieDenoiser(ReferenceConfig(*config_fields))
+    return sum(p.numel() for p in m.parameters())
+
+@dataclass
+class DenseMemoryEstimator:
+    "Peak bytes of a dense sampling step: (runtime + parameters + k·4L²·widest phase's planes)·(1 + headroom)."
+    # k: RSS per counted byte; runtime: bytes; headroom: glibc's default allocator over a pinned mmap threshold. All
+    # three are `fit` to the peak RSS of fresh processes in nbs/bench/cpu_dense_memory.csv (calibration in 10_denoiser)
+    k: float = 1.0053; runtime: float = 3.074e8; headroom: float = 0.11
+
+    def estimate(self, config: ReferenceConfig, L: int, batch: int = 1, mode: str = 'sample') -> dict:
+        "Bytes per component and 'total' for a sampling step of `batch` chains of length L."
+        if mode != 'sample': raise ValueError(f"DenseMemoryEstimator models mode='sample' only, got {mode!r}")
+        out = {'parameters': 4 * _dense_parameters(astuple(config)),
+               'pairs': self.k * 4 * L * L * max(dense_pair_widths(config, L, batch).values()), 'runtime': self.runtime}
+        out['headroom'] = self.headroom * sum(out.values())
+        out['total'] = sum(out.values())
+        return out
+
+    def max_length(self, config: ReferenceConfig, budget: float, batch: int = 1, mode: str = 'sample',
+                   limit: int = 2**20) -> int:
+        "The largest L ≤ `limit` whose estimated peak fits `budget` bytes (0 if L = 3 does not), by bisection."
+        fits = lambda L: self.estimate(config, L, batch, mode)['total'] <= budget
+        if not fits(3): return 0
+        if fits(limit): return limit
+        lo, hi = 3, limit
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+        return lo
+
+    @classmethod
+    def fit(cls, rows: list[dict]) -> 'DenseMemoryEstimator':
+        "Runtime and k by least squares (relative error) on pinned rows; headroom: worst shortfall on the others."
+        # rows: {config, L, batch, pinned, peak_rss}; peak RSS − parameters = runtime + k·4L² max(widths), fitted on
+        # the steps run with glibc's mmap threshold pinned; the headroom, rounded up to a whole percent, covers the rest
+        pinned = [r for r in rows if r['pinned']]
+        x = np.array([4 * r['L'] ** 2 * max(dense_pair_widths(r['config'], r['L'], r['batch']).values())
+                      for r in pinned])
+        y = np.array([r['peak_rss'] - 4 * _dense_parameters(astuple(r['config'])) for r in pinned], float)
+        (m0, k), *_ = np.linalg.lstsq(np.stack([1 / y, x / y], 1), np.ones_like(y), rcond=None)   # relative error
+        central = cls(k=float(k), runtime=float(m0), headroom=0.0)
+        short = [r['peak_rss'] / central.estimate(r['config'], r['L'], r['batch'])['total'] - 1
+                 for r in rows if not r['pinned']]
+        return cls(k=float(k), runtime=float(m0), headroom=math.ceil(100 * max([0.0, *short])) / 100)
 
 # %% ../nbs/10_denoiser.ipynb #39d7933b
 def loglog_slope(ls, ys) -> float:
