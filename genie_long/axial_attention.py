@@ -16,7 +16,7 @@ from .triangle_ops import maybe_checkpoint
 
 # %% ../nbs/07_axial_attention.ipynb #a95ace73
 class GatedRowAttention(nn.Module):
-    """Gated multi-head self-attention along the last sequence axis (OpenFold's gated `Attention`, SPEC 7.1): x [b, n, s, c]
+    """Gated multi-head self-attention along the last sequence axis (OpenFold's gated `Attention`): x [b, n, s, c]
     is b·n sequences of length s, mask [b, n, s] (1 = valid key). LN(x) → q, k, v (no biases) → SDPA with the bias
     inf·(mask − 1) → o ⊙ σ(W_G LN(x) + b_G) in head space → W_O (+ b_O). `gate_after_output=True`: the design's order
     (o W_O + b_O) ⊙ σ(W_G x + b_G), no input LN. `c_hidden` is the per-head width d_h. The n axis runs in chunks of `chunk_size`."""
@@ -48,10 +48,10 @@ class GatedRowAttention(nn.Module):
 
 # %% ../nbs/07_axial_attention.ipynb #00259ef0
 class AxialAttention(nn.Module):
-    """Axial attention on a dense pair (SPEC 7.1): a gated row step X¹ = X + Attn_row(X) (X_ij attends to X_ik: Genie's
-    triangle attention around the starting node without its bias), then a column step X² = X¹ + Attn_col(X¹ᵀ)ᵀ (X_ij
-    attends to X_kj: the ending node without its bias). x [b, l, l, c], pair_mask [b, l, l] (M_ij = m_i m_j); updates are
-    zero where M_ij = 0. Rows go through SDPA `chunk_size` at a time. Θ(L³ H d_h) time, O(L² C) memory."""
+    """Axial attention (Ho et al., 2019) on a dense pair: a gated row step X¹ = X + Attn_row(X) (X_ij attends to X_ik:
+    Genie's triangle attention around the starting node without its bias), then a column step X² = X¹ + Attn_col(X¹ᵀ)ᵀ
+    (X_ij attends to X_kj: the ending node without its bias). x [b, l, l, c], pair_mask [b, l, l] (M_ij = m_i m_j);
+    updates are zero where M_ij = 0. Rows go through SDPA `chunk_size` at a time. Θ(L³ H d_h) time, O(L² C) memory."""
     def __init__(self, c: int, c_hidden: int, n_head: int, chunk_size: int | None = None, gate_after_output: bool = False,
                  inf: float = 1e9):
         super().__init__()
@@ -85,7 +85,7 @@ class AxialAttention(nn.Module):
 
 # %% ../nbs/07_axial_attention.ipynb #e6b960d8
 class FactorizedAxialAttention(nn.Module):
-    """The design's factorised axial attention (SPEC 7.2). For each rank r: the pseudo-pair P⁽ʳ⁾_ij = F_L,i,r + F_R,j,r
+    """The design's factorised axial attention. For each rank r: the pseudo-pair P⁽ʳ⁾_ij = F_L,i,r + F_R,j,r
     (an outer *sum*, not the pair Σ_r F_L ⊙ F_R that the factors encode), the gated row attention U⁽ʳ⁾ = Attn_row(P⁽ʳ⁾)
     with key mask m_j, pooled back by masked means ΔF_L,i,r = mean_j U_ij and ΔF_R,j,r = mean_i U_ij. P⁽ʳ⁾ exists one
     chunk of `chunk_size` rows at a time, recomputed in backward when autograd records: O(L R C + S L C) activation

@@ -22,7 +22,7 @@ from .structure import FlashStructureNet, FlashStructureLayer
 # %% ../nbs/08_compression.ipynb #4d2ae30e
 @dataclass
 class CheckpointConfig:
-    "Which parts to recompute in backward (SPEC 8.1); `enabled=False` switches checkpointing off whatever the flags."
+    "Which parts to recompute in backward (gradient checkpointing); `enabled=False` turns it all off."
     enabled: bool = True
     checkpoint_triangles: bool = False    # each TriMul and triangle-attention sub-block
     checkpoint_pairs: bool = False        # each pair-transform and refinement layer
@@ -49,7 +49,7 @@ def available_memory_gb(device=None) -> float:
 _read_memory_gb = available_memory_gb   # get_adaptive_config's argument of the same name shadows the function
 
 class AdaptiveCheckpointManager:
-    "SPEC 8.1's checkpointing policy from the sequence length and the free memory (read from `device` if not given)."
+    "Checkpointing policy (defaults): none if L < 256 and > 10 GB free, triangles if L < 512, else everything."
     def __init__(self, device=None, short_len: int = 256, long_len: int = 512, memory_gb: float = 10.0):
         self.device, self.short_len, self.long_len, self.memory_gb = device, short_len, long_len, memory_gb
 
@@ -177,7 +177,7 @@ def count_parameters(net: nn.Module, layers: nn.ModuleList | None = None) -> dic
     return dict(unrolled=unrolled, unique=unique, elsewhere=total - unique, total=total)
 
 def get_compression_ratio(net: nn.Module, include_unshared: bool = False, layers: nn.ModuleList | None = None) -> float:
-    """Layer-sharing compression N·|θ|_layer / #unique parameters of the layer stack (SPEC 8.2). With
+    """Layer-sharing compression N·|θ|_layer / #unique parameters of the layer stack. With
     `include_unshared`, the parameters elsewhere in `net` are added to both sides (the whole-model ratio)."""
     c = count_parameters(net, layers)
     e = c["elsewhere"] if include_unshared else 0
@@ -185,7 +185,7 @@ def get_compression_ratio(net: nn.Module, include_unshared: bool = False, layers
 
 # %% ../nbs/08_compression.ipynb #71c6d2f7
 class BottleneckLayer(nn.Module):
-    """Bottleneck layer (SPEC 8.2): x_bot = x W_down + b_down (width d_in / r), h = op(x_bot), y = h W_up + b_up;
+    """Bottleneck layer: x_bot = x W_down + b_down (width d_in / r), h = op(x_bot), y = h W_up + b_up;
     output LN(x + y), or y alone with `residual=False` (a residual branch). `op=None` is the identity."""
     def __init__(self, d_in: int, r: int, op: Callable[[Tensor], Tensor] | None = None, residual: bool = True):
         super().__init__()
@@ -204,7 +204,7 @@ class BottleneckLayer(nn.Module):
 
 # %% ../nbs/08_compression.ipynb #4921bb64
 class DepthwiseSeparableLayer(nn.Module):
-    """Depthwise-separable 1-D convolution over the sequence axis (SPEC 8.2): a depthwise conv (groups = c_in, centred
+    """Depthwise-separable 1-D convolution over the sequence axis: a depthwise conv (groups = c_in, centred
     odd kernel, zero 'same' padding, masked inputs), then a pointwise (1×1) conv. No biases by default, so it has
     c_in·K + c_out·c_in parameters against c_out·c_in·K for a full convolution."""
     def __init__(self, c_in: int, c_out: int, kernel_size: int, bias: bool = False):
@@ -230,7 +230,7 @@ class _Residual(nn.Module):
     def forward(self, x: Tensor) -> Tensor: return x + self.fn(x)
 
 class CompressedStructureNet(FlashStructureNet):
-    """`FlashStructureNet` (SPEC 4.4) with layer sharing (SPEC 8.2): `sharing` in {'none', 'universal', 'alternating',
+    """`FlashStructureNet` with cross-layer weight sharing: `sharing` in {'none', 'universal', 'alternating',
     'block'} over `n_layers` layers (blocks of `block_size`), the mHC maps kept per depth; `bottleneck_ratio=r` runs each
     transition MLP at width c_s / r inside a `BottleneckLayer`. Other keyword arguments are `FlashStructureNet`'s."""
     def __init__(self, sharing: str = "none", n_layers: int | None = None, block_size: int = 4,

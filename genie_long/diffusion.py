@@ -27,7 +27,7 @@ def cosine_beta_schedule(T: int = 1000) -> Tensor:
 
 # %% ../nbs/00a_diffusion.ipynb #985d550d
 class GenieSchedule(nn.Module):
-    """Genie's cosine schedule (SPEC 0.4) with its precomputed terms, as float64 buffers; cast at use.
+    """Genie's cosine schedule (`cosine_beta_schedule`) with its precomputed terms, as float64 buffers; cast at use.
     `n_steps < T` keeps `n_steps` steps (`timesteps`, the model's step indices) with betas recomputed from
     $\bar\alpha$ there (DDPM respacing; off-reference: Genie's maintainers report that fewer steps break outputs)."""
     def __init__(self, T: int = 1000, n_steps: int | None = None):
@@ -76,7 +76,7 @@ def _at(v: Tensor, t: Tensor, like: Tensor) -> Tensor:
 # %% ../nbs/00a_diffusion.ipynb #f0ea4df5
 def q_sample(schedule: GenieSchedule, x0: Tensor, t: Tensor | int, mask: Tensor,
              eps: Tensor | None = None, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-    """Forward noising (Genie `q`, SPEC 0.5): $x_t=\\sqrt{\\bar\\alpha_t}x_0+\\sqrt{1-\\bar\\alpha_t}\\epsilon$
+    """DDPM forward noising (Genie `q`): $x_t=\\sqrt{\\bar\\alpha_t}x_0+\\sqrt{1-\\bar\\alpha_t}\\epsilon$
     of the masked-centred `x0` [b,l,3]; `t` [b] (or an int) indexes `schedule`'s steps.
     Returns `(x_t, eps)`, both zero at padded positions; `eps` ~ N(0,I)·mask unless given."""
     _check_xm(x0, mask)
@@ -101,7 +101,7 @@ def eps_loss_sum(eps_hat: Tensor, eps: Tensor, mask: Tensor) -> tuple[Tensor, Te
     return (m * ((eps_hat - eps).pow(2).sum(-1) + 1e-10).sqrt()).sum(), m.sum()
 
 def eps_loss(eps_hat: Tensor, eps: Tensor, mask: Tensor) -> Tensor:
-    """Genie's ε-loss (`utils/loss.py` `rmsd`, SPEC 0.5): mean over the valid residues of the batch of
+    """Genie's ε-loss (`utils/loss.py` `rmsd`): mean over the valid residues of the batch of
     $\\sqrt{\\lVert\\hat\\epsilon-\\epsilon\\rVert^2+10^{-10}}$."""
     num, n = eps_loss_sum(eps_hat, eps, mask)
     if n == 0: raise ValueError("eps_loss: mask has no valid residue")
@@ -121,7 +121,7 @@ def noised_prediction(model, schedule: GenieSchedule, x0: Tensor, mask: Tensor,
 
 def training_loss(model, schedule: GenieSchedule, x0: Tensor, mask: Tensor,
                   generator: torch.Generator | None = None) -> Tensor:
-    """One Genie training objective (`Diffusion.training_step`, SPEC 0.5): centre `x0` on the masked mean, draw
+    """One Genie training objective (`Diffusion.training_step`): centre `x0` on the masked mean, draw
     $t\\sim\\mathcal U\\{0..T-1\\}$ per sample and ε, noise, call `model(x_t, t, mask)`, return `eps_loss`."""
     d = noised_prediction(model, schedule, x0, mask, generator)
     return eps_loss(d['eps_hat'], d['eps'], d['m'])
@@ -170,7 +170,7 @@ def _model_device(model) -> torch.device:
 @torch.no_grad()
 def _sample_batch(model, schedule: GenieSchedule, mask: Tensor, noise_scale: float, generator: torch.Generator,
                   trajectory_every: int | None, progress: bool, comment: str = "") -> tuple[Tensor, list[Tensor]]:
-    "Genie `p_sample_loop` (SPEC 0.6) for one padded batch; `mask` [b,l] float prefix mask."
+    "Genie `p_sample_loop` (DDPM ancestral sampling) for one padded batch; `mask` [b,l] float prefix mask."
     m = mask[..., None]
     x = _randn((*mask.shape, 3), mask, generator) * m
     traj = [x.cpu()] if trajectory_every else []
@@ -194,7 +194,7 @@ def sample(model, lengths: int | Sequence[int], n_per_length: int = 1, schedule:
            noise_scale: float = 0.6, n_steps: int | None = None, batch_size: int | None = None,
            seed: int | None = None, return_trajectory: bool = False, trajectory_every: int = 10,
            progress: bool = False, device=None, dtype: torch.dtype = torch.float32, on_chain=None):
-    """Genie's ancestral sampler (`p_sample_loop`, SPEC 0.6 and "Sampling long backbones") for any
+    """Genie's ancestral sampler (`p_sample_loop`; DDPM, Ho et al., 2020) for any
     `model(x [b,l,3], t [b] long, mask [b,l]) -> eps_hat`.
 
     Returns a list of [n_i,3] C-alpha coordinate tensors (CPU), `n_per_length` chains per entry of `lengths`, in that

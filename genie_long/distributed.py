@@ -57,7 +57,7 @@ _NO_FORWARD_BUFFER_SYNC = ({'forward_sync_buffers': False} if 'forward_sync_buff
                            else {'broadcast_buffers': False})
 
 class DistributedModelWrapper:
-    """Data parallelism with `torch.distributed` (SPEC 09): process group from torchrun's environment (NCCL with CUDA,
+    """Data parallelism with PyTorch DDP (Li et al., 2020): process group from torchrun's environment (NCCL with CUDA,
     gloo otherwise), the model in `DistributedDataParallel`, a `DistributedSampler`, `all_reduce_mean`, rank-0-only
     logging, and `shutdown()`. Without torchrun (or with one process) it is a plain single process."""
     def __init__(self, model: nn.Module, backend: str | None = None, device=None, environ: Mapping | None = None):
@@ -126,7 +126,7 @@ def _as_terms(x) -> dict:
     return dict(x) if isinstance(x, Mapping) else {'loss': x}
 
 class GradientAccumulator:
-    """Gradient accumulation over `steps` micro-batches per optimiser step (SPEC 09), with DDP's `no_sync()` on all
+    """Gradient accumulation over `steps` micro-batches per optimiser step, with DDP's `no_sync()` on all
     but the last. `normalize="tokens"` divides each micro-batch's loss numerator by the window's total count over
     all micro-batches and ranks (the large-batch gradient, exactly); `"mean"` averages the micro-batch means (exact
     only for equal counts). Optional fp16 `scaler` (a `torch.amp.GradScaler`) and gradient-norm clipping."""
@@ -211,7 +211,7 @@ class ShardedWindows:
 
 # %% ../nbs/09_distributed.ipynb #441f1f48
 class DistributedTrainingManager(Stage3TrainingManager):
-    """`Stage3TrainingManager` for data parallelism and gradient accumulation (SPEC 09): each optimiser step runs
+    """`Stage3TrainingManager` for data parallelism and gradient accumulation: each optimiser step runs
     this rank's micro-batches of the window (`ShardedWindows`) through `DistributedModelWrapper.wrapped` with a
     token-normalised `GradientAccumulator`, so the update is that of the global window as one batch. Checkpoints hold
     the plain model and the same state as `Stage3TrainingManager`'s."""
@@ -302,7 +302,7 @@ class ShardedChain(LocalChain):
 
 # %% ../nbs/09_distributed.ipynb #9950d940
 class SequenceTensorParallel(nn.Module):
-    """Sequence parallelism for `LongSequenceDenoiser` (SPEC 09): the residues of each chain split across the ranks of
+    """Sequence parallelism for `LongSequenceDenoiser`: the residues of each chain split across the ranks of
     `group`; every residue-mixing layer gathers what it needs through a `ShardedChain` (O(L R C / P + L H d̃) memory per
     rank, O(L) traffic per layer). Call it with the whole chain on every rank; it returns this rank's rows of ε̂.
     Supported: the factorised model (exact preset, without pair-biased triangle attention: the long model's default)

@@ -336,18 +336,24 @@ def write_report(ev: Evaluation, out, title: str = 'genie_long evaluation') -> t
     fig.savefig(out / 'evaluation.png', dpi=110); plt.close(fig)
     return out / 'evaluation.csv', out / 'evaluation.png'
 
+def _plural(n: int, word: str) -> str: return f"{n} {word}{'' if n == 1 else 's'}"
+
 def print_summary(ev: Evaluation, file=None):
-    "The summary as a short table."
-    s = ev.summary
-    div = '—' if math.isnan(s['tm_pairwise']) else f"{s['tm_pairwise']:.3f} (mean of {s['tm_pairs']} pairs)"
+    "The summary as a short table: the flagged samples by name, and how many samples the novelty mean covers."
+    s, rows = ev.summary, ev.rows
+    div = '—' if math.isnan(s['tm_pairwise']) else f"{s['tm_pairwise']:.3f} (mean of {_plural(s['tm_pairs'], 'pair')})"
+    nov_n = sum(math.isfinite(r.get('novelty_tm', math.nan)) for r in rows)
     nov = '—' if math.isnan(s['novelty_tm']) else f"{s['novelty_tm']:.3f} ({100 * s['novel_frac']:.0f}% below 0.5)"
-    print(f"{s['samples']} backbone{'s' if s['samples'] != 1 else ''}, mean length {s['length']:.0f}\n"
-          f"  adjacent CA–CA      {s['caca_mean']:.3f} ± {s['caca_std']:.3f} Å, {100 * s['caca_frac_3.8']:.1f}% within 3.8 ± 0.1 Å\n"
+    if 0 < nov_n < len(rows): nov += f", over {nov_n} of {len(rows)} samples (the others: no training chain of 0.5–2× their length)"
+    flagged = ', '.join(f"{r['name']} ({r['issues'].replace(';', ', ')})" for r in rows if r['issues'])
+    print(f"{_plural(s['samples'], 'backbone')}, mean length {s['length']:.0f}\n"
+          f"  adjacent CA–CA      {s['caca_mean']:.3f} ± {s['caca_std']:.3f} Å, "
+          f"{100 * s['caca_frac_3.8']:.1f}% within 3.8 ± 0.1 Å\n"
           f"  clashes (< 3 Å)     rate {s['clash_rate']:.2e}, {100 * s['clash_residues']:.2f}% of residues\n"
           f"  Rg / 2.2 L^0.38     {s['rg_ratio']:.2f}\n"
           f"  P-SEA               {100 * s['helix']:.0f}% helix, {100 * s['strand']:.0f}% strand, {100 * s['coil']:.0f}% coil\n"
           f"  TM among samples    {div}\n"
           f"  max TM to training  {nov}\n"
-          f"  flagged             {s['flagged']} of {s['samples']}", file=file)
-    if ev.skipped: print(f"skipped {len(ev.skipped)} file{'s' if len(ev.skipped) != 1 else ''}:\n"
+          f"  flagged             {s['flagged']} of {s['samples']}{': ' + flagged if flagged else ''}", file=file)
+    if ev.skipped: print(f"skipped {_plural(len(ev.skipped), 'file')}:\n"
                          + '\n'.join(f"  {n}: {r}" for n, r in ev.skipped), file=file)

@@ -46,7 +46,7 @@ def relpos_wavelengths(n_freqs: int, pos_emb_max_len: int = 4096) -> Tensor:
     return 3.0 * (lam_max / 3.0) ** torch.linspace(0, 1, n_freqs, dtype=torch.float64)
 
 def fourier_relpos_factors(alpha: Tensor, beta: Tensor, pos: Tensor, wavelengths: Tensor) -> tuple[Tensor, Tensor]:
-    """Rank-2F factors of Σ_f α_cf cos ω_f(i-j) + β_cf sin ω_f(i-j) (SPEC 1.3 Note c).
+    """Fourier relative position: rank-2F factors of Σ_f α_cf cos ω_f(i-j) + β_cf sin ω_f(i-j), exact in i - j.
     alpha, beta [c, F]; pos [b, l] residue indices → f_left, f_right [b, l, 2F, c]. Phases and cos/sin in fp64."""
     ang = pos.to(torch.float64)[..., None] * (2 * math.pi / wavelengths.to(pos.device, torch.float64))  # [b, l, F]
     cos, sin = (t.to(alpha.dtype)[..., None] for t in (torch.cos(ang), torch.sin(ang)))                 # [b, l, F, 1]
@@ -56,7 +56,7 @@ def fourier_relpos_factors(alpha: Tensor, beta: Tensor, pos: Tensor, wavelengths
     return rearrange(left, "b l f two c -> b l (f two) c"), rearrange(right, "b l f two c -> b l (f two) c")
 
 class FactorizedRelPos(nn.Module):
-    """Relative-position factors (SPEC 1.3). `preset="exact"`: Fourier relative position, rank 2F, exactly
+    """Relative-position factors of the pair. `preset="exact"`: Fourier relative position, rank 2F, exactly
     Σ_f α_cf cos ω_f(i-j) + β_cf sin ω_f(i-j). `preset="design"`: h_i = [PE(i; N_pos, c_pos); onehot(clip(i-⌊n/2⌋, ±k))]
     projected to rank R on each side, f_L = W_L h + b_rel, f_R = W_R h - b_rel."""
     def __init__(self, c_p: int, rank: int | None = None, preset: str = "exact", pos_emb_max_len: int = 4096,
@@ -204,9 +204,9 @@ def sqdist_factors(x: Tensor, mask: Tensor, scale: float = 10.0, chain: LocalCha
     return torch.cat([sq, one, xc], -1) * (m / scale ** 2), torch.cat([one, sq, -2 * xc], -1) * m
 
 class FactorizedTemplate(nn.Module):
-    """Template factors from the (noisy) C-alpha trace, never building the L×L template (SPEC 1.4).
+    """Template factors from the (noisy) C-alpha trace, never building the L×L template.
     `preset="design"`: u_L = LN([v_diag, v_row, v_col]), u_R = LN([v_diag, v_col, v_row]) of the distance template,
-    f_L,r = σ_r W_U,r u_L, f_R,r = W_V,r u_R (rank-specific maps). `preset="exact"` (Note template):
+    f_L,r = σ_r W_U,r u_L, f_R,r = W_V,r u_R (rank-specific maps). `preset="exact"`:
     `template="pooled"`: per-residue context φ_i = [v_i/10 Å, log(1+n_iρ) for ρ in `radii`] (soft-min distance to the other
     residues, soft neighbour counts), f_L,r = σ_r(W_U,r φ_i + a_r), f_R,r = W_V,r φ_j + b_r; `template="sqdist"`: the exact
     rank-5 squared distance w_c d²_ij/(10 Å)²; `"pooled+sqdist"`: both, concatenated along rank."""
@@ -240,7 +240,7 @@ class FactorizedTemplate(nn.Module):
         dt = self.linear_u.weight.dtype
         if self.preset == "design":
             v_row, _ = pooled_distance_stats(x, mask, self.w_q, (), self.chunk_size, self.eps)
-            v_col = v_row  # the distance template is symmetric (T_ki = T_ik): column pooling is row pooling (Note ii)
+            v_col = v_row  # the distance template is symmetric (T_ki = T_ik): column pooling is row pooling
             v_diag = torch.full_like(v_row, math.sqrt(self.eps))  # T_ii = sqrt(eps + 0)
             u_l = self.layer_norm(torch.stack([v_diag, v_row, v_col], -1).to(dt))
             u_r = self.layer_norm(torch.stack([v_diag, v_col, v_row], -1).to(dt))
@@ -285,7 +285,7 @@ def sdpa_padded(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None = None,
     return o if width == d_v else o[..., :d_v]
 
 class FactorCrossAttention(nn.Module):
-    "Multi-head attention from one factor to the other: residues as tokens, ranks folded into the batch (SPEC 1.5)."
+    "Multi-head attention from one factor to the other: residues as tokens, ranks folded into the batch."
     def __init__(self, c_p: int, n_head: int = 4, c_head: int = 32):
         super().__init__()
         self.n_head, self.c_head = n_head, c_head
@@ -307,7 +307,7 @@ class FactorCrossAttention(nn.Module):
         return self.linear_o(rearrange(o, "(b r) h l d -> b l r (h d)", r=r))
 
 class FactorizedPairRefinementLayer(nn.Module):
-    """Per-rank cross-attention between the factors with gated residual updates, then rank mixing (SPEC 1.5):
+    """Per-rank cross-attention between the factors with gated residual updates, then rank mixing:
     z_L = MHA(LN f_L → LN f_R), z_R = MHA(LN f_R → LN f_L), both from the pre-update factors;
     f ← f + σ(W_g [f; z]) ⊙ z; F_L ← M_L F_L, F_R ← M_R F_R on the rank axis (M initialised to I); masked output.
     `rank_chunk` runs the ranks in blocks (checkpointed in training): same result, working memory ∝ the block."""
@@ -355,7 +355,7 @@ class FactorizedPairRefinementLayer(nn.Module):
 
 # %% ../nbs/01_factorized_pairs.ipynb #a4919107
 class FactorizedPairFeatureNet(nn.Module):
-    """Factorised replacement of Genie's `PairFeatureNet` (SPEC 1.1): factors (f_left, f_right) `[b, l, rank_total, c_p]`
+    """Factorised replacement of Genie's `PairFeatureNet`: factors (f_left, f_right) `[b, l, rank_total, c_p]`
     from single features, residue indices and the noisy C-alpha trace, never holding an L×L×C tensor.
     `preset="exact"`: parts concatenated along rank, so the pair is exactly their sum (Fact 3): outer sum
     [W_i s_i, 1] ⊙ [1, W_j s_j] (rank 2, Genie's additive term, Fact 4) + single projection (rank `rank`) + Fourier
@@ -409,7 +409,7 @@ class FactorizedPairFeatureNet(nn.Module):
 
 # %% ../nbs/01_factorized_pairs.ipynb #abc2941c
 class AdaptiveFactorizationRank:
-    """Factorisation rank from the length (SPEC 1.6): L ≤ 256 → 16, ≤ 1024 → 8, ≤ 4096 → 4, else 2. With a budget
+    """Factorisation rank from the length (our rule): L ≤ 256 → 16, ≤ 1024 → 8, ≤ 4096 → 4, else 2. With a budget
     `memory_gb` (10⁹ B), the largest power of two not above the table value whose `estimate(rank)` (bytes, or a dict
     with 'total') fits `budget_fraction` of it; clamped to [min_rank, max_rank]. `estimate` (10_denoiser's
     `MemoryEstimator`) is injected here or per call."""

@@ -92,7 +92,7 @@ class FactorizedPairTransition(nn.Module):
 # %% ../nbs/03_pair_transform.ipynb #1f755271
 def apply_block(f_left: Tensor, f_right: Tensor, d_left: Tensor | None, d_right: Tensor | None,
                 dropout: nn.Module | None = None) -> tuple[Tensor, Tensor]:
-    """The design's ApplyBlock (SPEC 3.2): Δz = Σ_r ΔF_L + Σ_r ΔF_R (None counts as 0), Δz' = Dropout(Δz),
+    """The design's ApplyBlock ("distribute"): Δz = Σ_r ΔF_L + Σ_r ΔF_R (None counts as 0), Δz' = Dropout(Δz),
     then F_L,r += Δz'/R and F_R,r += Δz'/R for every rank r."""
     dz = sum(d.sum(2) for d in (d_left, d_right) if d is not None)
     if isinstance(dz, int): return f_left, f_right       # both None: nothing to add
@@ -102,10 +102,10 @@ def apply_block(f_left: Tensor, f_right: Tensor, d_left: Tensor | None, d_right:
 
 # %% ../nbs/03_pair_transform.ipynb #4c5314b8
 class FactorizedPairTransformLayer(nn.Module):
-    """One factorised pair-transform layer (SPEC 3.1): TriMul outgoing and incoming, optional pair-biased attention
-    (starting, ending), transition, masking. `preset="exact"` (SPEC 3.3): TriMul updates added by `concat_mix`
+    """One factorised pair-transform layer (Genie's order): TriMul outgoing and incoming, optional pair-biased attention
+    (starting, ending), transition, masking. `preset="exact"`: TriMul updates added by `concat_mix`
     (M_L = [I I], M_R = [I 0] at init) with row-wise dropout on ΔV, per-residue updates as factor residuals;
-    `preset="design"` (SPEC 3.2): every update through `apply_block`. The identity at init in both presets."""
+    `preset="design"`: every update through `apply_block`. The identity at init in both presets."""
     def __init__(self, c_p: int, rank: int, preset: str = "exact", include_tri_att: bool = True, c_hidden_mul: int = 128,
                  n_head_tri: int = 4, c_head_tri: int = 32, c_bias: int = 16, tri_dropout: float = 0.25,
                  pair_transition_n: int = 4, chunk_size: int | None = None):

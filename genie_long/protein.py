@@ -36,7 +36,7 @@ def coords_problem(coords) -> str | None:
 
 @dataclass
 class ProteinChain:
-    "C-alpha trace of one protein chain (SPEC's `ProteinCA`): coordinates in Å, one row per residue."
+    "C-alpha trace of one protein chain: coordinates in Å, one row per residue."
     name: str               # source file stem, e.g. '1BPI'
     chain_id: str           # chain id in the file ('' when the file has none)
     seq: str                # one-letter sequence, modified residues mapped to their parent, unknown 'X'

@@ -360,7 +360,7 @@ class InvariantPointAttention(nn.Module):
         return F.softplus(self.head_weights) * math.sqrt(1.0 / (3 * (self.n_qk_point * 9.0 / 2)))
 
     def logits(self, proj: dict, z: Tensor, mask: Tensor) -> Tensor:
-        "Attention logits ℓ^h_ij `[b, h, i, j]` (SPEC 4.1), Genie's -1e5·(1 - m_i m_j) mask included."
+        "Attention logits ℓ^h_ij `[b, h, i, j]` (AF2 Alg. 22), Genie's -1e5·(1 - m_i m_j) mask included."
         a = einsum(proj["q"], proj["k"], "b i h c, b j h c -> b h i j") * math.sqrt(1.0 / (3 * self.c_hidden))
         a = a + math.sqrt(1.0 / 3) * rearrange(self.linear_b(z), "b i j h -> b h i j")
         # [b, i, j, h, p, 3]: the L² point differences Genie materialises

@@ -78,7 +78,7 @@ def first_occurrence(idx: Tensor, valid: Tensor) -> Tensor:
 
 # %% ../nbs/06_sparse_pairs.ipynb #d22797e5
 class SparseKNNPairSelector(nn.Module):
-    """Fixed-size neighbour lists for sparse pair features (SPEC 06): `strategy` 'coordinate' (k nearest C-alpha,
+    """Fixed-size neighbour lists (a k-NN graph) for sparse pair features: `strategy` 'coordinate' (k nearest C-alpha,
     self included), 'sequence' (±⌊k/2⌋, self excluded) or 'hybrid' (⌊k/2⌋ coordinate then the rest sequence), with
     the local window |i − j| ≤ `local_window` appended when `include_all_local`. Returns `(idx, valid)` `[b, l, K]`;
     `valid` is False for padding, padded partners and repeats. No gradient: the lists are discrete."""
@@ -187,7 +187,7 @@ class SparseIPA(InvariantPointAttention):
 
 # %% ../nbs/06_sparse_pairs.ipynb #78af9b87
 class SparseStructureLayer(FlashStructureLayer):
-    "`FlashStructureLayer`'s residuals, transition and frame update around `SparseIPA` on edge features (SPEC 06)."
+    "`FlashStructureLayer`'s residuals, transition and frame update around `SparseIPA` on edge features."
     def __init__(self, c_s: int = 128, c_p: int = 128, c_hidden_ipa: int = 16, n_head_ipa: int = 12, n_qk_point: int = 4,
                  n_v_point: int = 8, ipa_dropout: float = 0.1, n_transition_layer: int = 1, transition_dropout: float = 0.1,
                  use_mhc: bool = True, mhc: AdaptiveMHCConfig | None = None, layer_index: int = 0, chunk_size: int | None = 512):

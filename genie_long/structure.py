@@ -34,7 +34,7 @@ def fp32_island(device):
         if kind == "cuda": torch.backends.cuda.matmul.allow_tf32 = tf32
 
 def fourier_frequencies(n_freq: int = 16, max_len: int = 4096) -> Tensor:
-    "ω_f = 2π/λ_f, λ_f = 3 (λ_max/3)^(f/(F-1)), λ_max = 2·max_len (SPEC 1.3); fp64 `[n_freq]`."
+    "ω_f = 2π/λ_f, λ_f = 3 (λ_max/3)^(f/(F-1)), λ_max = 2·max_len (as in `FactorizedRelPos`); fp64 `[n_freq]`."
     if n_freq < 2: raise ValueError(f"n_freq must be ≥ 2, got {n_freq}")
     f = torch.arange(n_freq, dtype=torch.float64)
     return 2 * math.pi / (3.0 * (2.0 * max_len / 3.0) ** (f / (n_freq - 1)))
@@ -44,7 +44,8 @@ def _pad8(d: int) -> int: return -(-d // 8) * 8
 # %% ../nbs/04_structure.ipynb #e30c12a5
 class FlashIPA(InvariantPointAttention):
     """Invariant point attention (OpenFold Alg. 22) on a factorised pair z'_ij = Σ_r z_left[i,r] ⊙ z_right[j,r] as ONE
-    SDPA call over augmented q̃, k̃, ṽ (SPEC 4.2 Note (d)). Parameters are those of `InvariantPointAttention`."""
+    SDPA call over augmented q̃, k̃, ṽ (point term expanded by completing the square).
+    Parameters are those of `InvariantPointAttention`."""
     def __init__(self, c_s: int, c_z: int, c_hidden: int = 16, n_head: int = 12, n_qk_point: int = 4,
                  n_v_point: int = 8, relpos: str | None = None, n_freq: int = 16, relpos_max_len: int = 4096,
                  chunk_size: int | None = None, inf: float = 1e5, eps: float = 1e-8):
@@ -86,7 +87,7 @@ class FlashIPA(InvariantPointAttention):
         return InvariantPointAttention.forward(self, s, z, rots, trans, mask)
 
     def augment(self, proj: dict, z_left: Tensor, z_right: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        "Augmented q̃, k̃, ṽ `[b, h, l, d]` (SPEC 4.2 table) from `project`'s output, zero-padded to d ≡ 0 (mod 8)."
+        "Augmented q̃, k̃, ṽ `[b, h, l, d]` from `proj` (scalar, point, key-norm, pair, relpos blocks); d ≡ 0 mod 8."
         h, c, dt = self.n_head, self.c_hidden, z_left.dtype
         b, l = z_left.shape[:2]
         gam = self.point_weights().to(dt)                                            # γ_h
@@ -147,7 +148,7 @@ class FlashIPA(InvariantPointAttention):
 
 # %% ../nbs/04_structure.ipynb #d72b13e8
 def sinkhorn_knopp(logits: Tensor, iters: int = 20, log_domain: bool = True) -> Tensor:
-    """Sinkhorn–Knopp projection of logits `[..., n, n]` towards the doubly stochastic matrices (mHC, SPEC 4.3).
+    """Sinkhorn–Knopp projection of logits `[..., n, n]` towards the doubly stochastic matrices (as in mHC).
     Each iteration normalises columns, then rows, so the result is exactly row-stochastic. Runs in ≥ fp32."""
     if iters < 1: raise ValueError(f"sinkhorn_knopp: iters must be ≥ 1, got {iters}")
     if logits.ndim < 2 or logits.shape[-1] != logits.shape[-2]:
@@ -181,7 +182,7 @@ class ManifoldHyperConnection(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self):
-        "SPEC 4.3 init, computed in fp64 and stored in the parameters' dtype (call again after `.double()` for exactness)."
+        "Init that starts as the plain residual net, in fp64, stored in the parameters' dtype (redo after `.double()`)."
         if self.n == 1: return
         n = self.n
         pi = torch.full((n,), (1 - self.pre_mass) / (n - 1), dtype=torch.float64); pi[self.layer_index % n] = self.pre_mass
@@ -217,7 +218,7 @@ class ManifoldHyperConnection(nn.Module):
 # %% ../nbs/04_structure.ipynb #df504027
 @dataclass
 class AdaptiveMHCConfig:
-    "mHC settings (SPEC 10.2); `for_length` lowers the stream count 4 → 2 → 1 (mHC off) when memory is short."
+    "mHC settings; `for_length` lowers the stream count 4 → 2 → 1 (mHC off) when memory is short."
     n_streams: int = 4
     sinkhorn_iters: int = 20
     log_domain: bool = True
@@ -252,7 +253,7 @@ def _pair_from_factors(z_left: Tensor, z_right: Tensor) -> Tensor:
     return einsum(z_left, z_right, "b i r c, b j r c -> b i j c")
 
 class FlashStructureLayer(nn.Module):
-    """One structure layer on factorised pairs (SPEC 4.4): Genie's post-LN layer (`use_mhc=False`) or the pre-norm
+    """One structure layer on factorised pairs: Genie's post-LN layer (`use_mhc=False`) or the pre-norm
     mHC layer (`use_mhc=True`); IPA is Flash-IPA (`ipa='flash'`) or dense IPA on the reconstructed pair (`ipa='dense'`)."""
     def __init__(self, c_s: int = 128, c_p: int = 128, c_ipa_pair: int = 16, c_hidden_ipa: int = 16, n_head_ipa: int = 12,
                  n_qk_point: int = 4, n_v_point: int = 8, ipa_dropout: float = 0.1, n_transition_layer: int = 1,
@@ -315,9 +316,10 @@ class FlashStructureLayer(nn.Module):
 
 # %% ../nbs/04_structure.ipynb #3fe5b2bb
 class FlashStructureNet(nn.Module):
-    """Genie's structure module on factorised pairs (SPEC 4.4): `n_layer` `FlashStructureLayer`s with their own weights;
+    """Genie's structure module on factorised pairs: `n_layer` `FlashStructureLayer`s with their own weights;
     frames in, frames out: `net(s, f_left, f_right, rots, trans, mask) -> (rots, trans)`. `checkpoint_layers`
-    recomputes each layer in backward (SPEC 8.1's `checkpoint_structure`): same gradients, only layer inputs saved."""
+    recomputes each layer in backward (gradient checkpointing, 08's `checkpoint_structure`): same gradients, only
+    layer inputs saved."""
     def __init__(self, c_s: int = 128, c_p: int = 128, rank: int = 8, c_ipa_pair: int | None = None,
                  c_hidden_ipa: int = 16, n_head_ipa: int = 12, n_qk_point: int = 4, n_v_point: int = 8,
                  n_layer: int = 5, ipa_dropout: float = 0.1, n_transition_layer: int = 1, transition_dropout: float = 0.1,

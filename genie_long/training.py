@@ -24,8 +24,9 @@ __all__ = ['GROWTH_SCHEDULES', 'PRECISIONS', 'ProgressiveTrainingScheduler', 'Dy
 GROWTH_SCHEDULES = ("linear", "cosine", "exponential", "geometric")
 
 class ProgressiveTrainingScheduler:
-    """Length curriculum (SPEC 5.1): L_min for `warmup_steps`, then growth to L_max over `growth_steps` along a
-    linear, cosine, "exponential" (the design's p², a quadratic) or geometric (L_min (L_max/L_min)^p) curve."""
+    """Length curriculum (this project's rule): L_min for `warmup_steps`, then growth to L_max over `growth_steps`
+    along a linear, cosine, "exponential" (p², a quadratic despite its name) or geometric (L_min (L_max/L_min)^p)
+    curve."""
     def __init__(self, min_length: int = 128, max_length: int = 1024, warmup_steps: int = 10_000,
                  growth_steps: int = 100_000, growth_schedule: str = "cosine", round_to: int = 1):
         if growth_schedule not in GROWTH_SCHEDULES:
@@ -58,7 +59,7 @@ class ProgressiveTrainingScheduler:
 
 # %% ../nbs/05_training.ipynb #caa703d1
 class DynamicBatchSize:
-    """Batch size from the crop length (SPEC 10.2): B(L) = clip(⌊(safety·budget − fixed) / sample_bytes(L)⌋, 1, max_batch),
+    """Batch size from the crop length: B(L) = clip(⌊(safety·budget − fixed) / sample_bytes(L)⌋, 1, max_batch),
     or B = clip(⌊tokens / L⌋, 1, max_batch) in tokens mode. `sample_bytes(L)` is the memory of one sample at length L."""
     def __init__(self, budget_bytes: float | None = None, fixed_bytes: float = 0.0,
                  sample_bytes: Callable[[int], float] | None = None, max_batch: int = 32, tokens: int | None = None,
@@ -100,8 +101,8 @@ def _dist(x: Tensor, i0: int, i1: int, eps: float) -> Tensor:
     return torch.sqrt((x[:, i0:i1, None] - x[:, None]).square().sum(-1) + eps)
 
 class ChunkedLossComputation:
-    """Pairwise structure losses in row chunks (SPEC 5.2): clamped distance deviation, dRMSD and true FAPE over C-alpha
-    Frenet frames (Note b). Each chunk of `chunk_size` rows returns (numerator, denominator) per chain; with
+    """Pairwise structure losses in row chunks: clamped distance deviation, dRMSD and true FAPE (AF2 Alg. 28) over
+    C-alpha Frenet frames. Each chunk of `chunk_size` rows returns (numerator, denominator) per chain; with
     `checkpoint_chunks` (and autograd recording) it is recomputed in backward, so memory is O(B·S·L) in forward and
     backward. Losses are per-chain values averaged over the batch."""
     def __init__(self, chunk_size: int = 64, clamp_distance: float = 10.0, eps: float = 1e-10, eps_fape: float = 1e-4,
@@ -194,8 +195,8 @@ def auxiliary_structure_loss_sum(x_t: Tensor, eps_hat: Tensor, x0: Tensor, alpha
 
 def auxiliary_structure_loss(x_t: Tensor, eps_hat: Tensor, x0: Tensor, alpha_bar: Tensor, mask: Tensor,
                              losses: ChunkedLossComputation | None = None, min_alpha_bar: float = 0.25) -> Tensor:
-    """Mean over the batch of 1[ᾱ ≥ min_alpha_bar] (FAPE + dRMSD) between x̂0 and the true x0 (SPEC 5.2, use in
-    training); zero, with a graph, when no sample qualifies."""
+    """Mean over the batch of 1[ᾱ ≥ min_alpha_bar] (FAPE + dRMSD) between x̂0 and the true x0 (this project's
+    auxiliary loss); zero, with a graph, when no sample qualifies."""
     return auxiliary_structure_loss_sum(x_t, eps_hat, x0, alpha_bar, mask, losses, min_alpha_bar) / len(alpha_bar)
 
 # %% ../nbs/05_training.ipynb #c5631f5f
@@ -294,7 +295,7 @@ PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 class SelectiveMixedPrecision:
     """Run the modules of `model` that are instances of `fp32_modules` in fp32 under autocast: autocast off, floating
-    inputs cast to fp32 (SPEC 5.3). Wraps their `forward` in place; `remove()` undoes it."""
+    inputs cast to fp32. Wraps their `forward` in place; `remove()` undoes it."""
     def __init__(self, model: nn.Module, fp32_modules: tuple = (InvariantPointAttention, BackboneUpdate)):
         self.wrapped = []
         for mod in model.modules():
@@ -329,10 +330,11 @@ def clip_and_step(opt: torch.optim.Optimizer, params, scaler=None, grad_clip: fl
     return norm, skipped
 
 class MixedPrecisionTrainer:
-    """One optimisation step with the forward under autocast (SPEC 5.3): precision 'fp32', 'bf16' (no scaler) or 'fp16'
-    (dynamic loss scaling with `torch.amp.GradScaler`: 2^16, ×2 after `growth_interval` clean steps, ×0.5 and skip on
-    inf/NaN gradients). A non-finite loss skips the step. Optional gradient-norm clipping. Weights and optimiser state
-    stay fp32. `step(loss_fn)` calls `loss_fn()` under autocast and returns a dict of what happened."""
+    """One optimisation step with the forward under autocast (Micikevicius et al., 2018): precision 'fp32',
+    'bf16' (no scaler) or 'fp16' (dynamic loss scaling with `torch.amp.GradScaler`: 2^16, ×2 after `growth_interval`
+    clean steps, ×0.5 and skip on inf/NaN gradients). A non-finite loss skips the step. Optional gradient-norm
+    clipping. Weights and optimiser state stay fp32.
+    `step(loss_fn)` calls `loss_fn()` under autocast and returns a dict of what happened."""
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, precision: str = "fp32",
                  grad_clip: float | None = None, init_scale: float = 2.0**16, growth_interval: int = 2000):
         if precision not in PRECISIONS: raise ValueError(f"precision={precision!r}; choose one of {sorted(PRECISIONS)}")
@@ -396,12 +398,12 @@ class CurriculumStream:
 def stage3_loss(model, schedule: GenieSchedule, x0: Tensor, mask: Tensor, aux_weight: float = 0.0,
                 losses: ChunkedLossComputation | None = None, generator: torch.Generator | None = None) -> Tensor:
     """Genie's ε-loss (the same draws as `training_loss`) plus `aux_weight` · 1[ᾱ ≥ 0.25] (FAPE + dRMSD) on x̂0
-    (SPEC 5.2, use in training). With `aux_weight=0` it is exactly `training_loss`."""
+    (this project's auxiliary loss). With `aux_weight=0` it is exactly `training_loss`."""
     d = noised_prediction(model, schedule, x0, mask, generator)
     m = d['m']
     loss = eps_loss(d['eps_hat'], d['eps'], m)
     if aux_weight:
-        with torch.autocast(device_type=x0.device.type, enabled=False):   # losses in fp32 (SPEC 5.3)
+        with torch.autocast(device_type=x0.device.type, enabled=False):   # losses in fp32, outside autocast
             x0c = centre_coords(x0, m)                                    # the trace q_sample noised
             loss = loss + aux_weight * auxiliary_structure_loss(d['x_t'].float(), d['eps_hat'].float(), x0c.float(),
                                                                 schedule.alpha_bars.to(x0.device)[d['k']], m.float(), losses)
@@ -419,13 +421,13 @@ def stage3_loss_parts(model, schedule: GenieSchedule, x0: Tensor, mask: Tensor, 
     if residues == 0: raise ValueError("stage3_loss_parts: mask has no valid residue")
     aux = (d['eps_hat'] * 0).sum()
     if aux_weight:
-        with torch.autocast(device_type=x0.device.type, enabled=False):   # losses in fp32 (SPEC 5.3)
+        with torch.autocast(device_type=x0.device.type, enabled=False):   # losses in fp32, outside autocast
             aux = aux_weight * auxiliary_structure_loss_sum(d['x_t'].float(), d['eps_hat'].float(),
                 centre_coords(x0, m).float(), schedule.alpha_bars.to(x0.device)[d['k']], m.float(), losses)
     return {'eps': eps, 'residues': residues, 'aux': aux, 'chains': x0.shape[0]}
 
 class Stage3TrainingManager(DiffusionLearner):
-    """The Stage 3 trainer (SPEC 5.4): `DiffusionLearner` with a step under `MixedPrecisionTrainer` (precision,
+    """The trainer behind `genie-long train`: `DiffusionLearner` with a step under `MixedPrecisionTrainer` (precision,
     clipping, skipped non-finite steps), optional auxiliary structure losses and EMA weights; checkpoints carry EMA,
     scaler and skip counts as well (`extra_state`)."""
     def __init__(self, model, data, schedule=None, lr: float = 1e-4, precision: str = "fp32", grad_clip: float | None = None,

@@ -21,7 +21,7 @@ from .factorized_pairs import mask_factors, sdpa_padded, _check_preset
 # %% ../nbs/02_triangle_ops.ipynb #1776aa91
 def triangle_contract(a_left: Tensor, a_right: Tensor, b_left: Tensor, b_right: Tensor, mask: Tensor,
                       outgoing: bool = True, mean: bool = True) -> tuple[Tensor, Tensor]:
-    """Exact triangle product of two factor-defined pairs (SPEC 2.1 Note a), as rank-R factors (U, V):
+    """Exact triangle product (AF2 Alg. 11/12) of two factor-defined pairs, as rank-R factors (U, V):
     outgoing x_ij = Σ_k m_k a_ik ⊙ b_jk, incoming x_ij = Σ_k m_k a_ki ⊙ b_kj, = Σ_s U_i,s ⊙ V_j,s, through the core
     G_rs = Σ_k m_k (a^R_k,r ⊙ b^R_k,s | a^L_k,r ⊙ b^L_k,s), divided by n = Σ_k m_k if `mean`.
     a_*, b_* [b, l, r, c], mask [b, l] → U, V [b, l, r, c]. O(L R² C) time, O(R² C) beyond the inputs."""
@@ -37,12 +37,12 @@ def maybe_checkpoint(fn, *args):
 
 # %% ../nbs/02_triangle_ops.ipynb #0289d1e9
 class FactorizedTriangleMultiplicativeUpdate(nn.Module):
-    """Triangle multiplicative update on factors (AF2 Alg. 11/12 in factor form). `preset="exact"` (SPEC 2.2): gated
+    """Triangle multiplicative update on factors (AF2 Alg. 11/12 in factor form). `preset="exact"`: gated
     projections a^L, b^L of LN(F_L) and a^R, b^R of LN(F_R), the exact rank-R contraction of `triangle_contract` (a mean
     over k), then ΔU = W_zL LN(U) ⊙ σ(W_g LN(Σ_r F_L)), ΔV = W_zR LN(V); returns (ΔU, ΔV) with Δp = Σ_s ΔU ⊙ ΔV.
     Two passes over residue chunks of `chunk_size` (None: one chunk): the core G, a sum over k, then (ΔU, ΔV) per
     residue; in training each chunk is recomputed in backward, so the working set is O(S R C_h), not O(L R C_h).
-    `preset="design"` (SPEC 2.1): Ã ⊙ masked-mean_k B̃ on the rank-mixed gated projections; returns (ΔF_L, ΔF_R) with
+    `preset="design"`: Ã ⊙ masked-mean_k B̃ on the rank-mixed gated projections; returns (ΔF_L, ΔF_R) with
     the untouched side None (outgoing updates F_L, incoming F_R), for the design's distribute step."""
     outgoing = True
     def __init__(self, c_p: int, rank: int, c_hidden: int = 128, preset: str = "exact", dropout: float = 0.0,
@@ -142,9 +142,10 @@ class FactorizedTriangleMultiplicationIncoming(FactorizedTriangleMultiplicativeU
 
 # %% ../nbs/02_triangle_ops.ipynb #9487ee7e
 class ChunkedTriangleAttention(nn.Module):
-    """Residue attention driven by the factorised pair (SPEC 2.3). `preset="exact"`: pair-biased attention, logits
-    q_i·k_j/√d + w_h·z'_ij with z' = reconstruct(P_L F_L, P_R F_R), folded into one SDPA call (q̃ = [q/√d; w_h ⊙ P_L f_L,i],
-    k̃ = [k; P_R f_R,j], scale 1); output ΔF = reshape(W_up (Lin_out(o) ⊙ σ(Lin_gate x))), W_up zero-initialised.
+    """Residue attention driven by the factorised pair; not AF2's per-edge triangle attention (Alg. 13/14).
+    `preset="exact"`: pair-biased attention, logits q_i·k_j/√d + w_h·z'_ij with z' = reconstruct(P_L F_L, P_R F_R),
+    folded into one SDPA call (q̃ = [q/√d; w_h ⊙ P_L f_L,i], k̃ = [k; P_R f_R,j], scale 1); output
+    ΔF = reshape(W_up (Lin_out(o) ⊙ σ(Lin_gate x))), W_up zero-initialised.
     `preset="design"`: attention over the pooled factors with a key bias from Σ_r F, output Y/R for every rank.
     Starting node: x from F_L, updates F_L; ending node: x from F_R, the bias transposed, updates F_R. Returns
     (ΔF_L, ΔF_R) with the untouched side None. Queries run in chunks of `chunk_size` (None: one call)."""
