@@ -26,7 +26,7 @@ __all__ = ['LONG_SIZES', 'LongSequenceConfig', 'memory_policy', 'checkpoint_swit
 # %% ../nbs/10_denoiser.ipynb #37983c7a
 @dataclass
 class LongSequenceConfig:
-    "Sizes of `LongSequenceDenoiser` (SPEC 10.1); defaults are Genie 1's channel sizes with rank 8."
+    "Sizes of `LongSequenceDenoiser`; defaults are Genie 1's channel sizes with rank 8."
     c_s: int = 128
     c_p: int = 128
     c_pos_emb: int = 128
@@ -66,7 +66,7 @@ class LongSequenceConfig:
     pair_chunk_size: int | None = None   # residue chunks inside pair-transform layers (recomputed in backward); None: whole chain
     use_mhc: bool = True
     mhc: AdaptiveMHCConfig = field(default_factory=AdaptiveMHCConfig)
-    sparse_k: int = 32                   # pair_mode="sparse": neighbours per residue (SPEC 10.1: hybrid, k = 32, w = 3)
+    sparse_k: int = 32                   # pair_mode="sparse": neighbours per residue (hybrid selection: k = 32, window w = 3)
     sparse_strategy: str = "hybrid"
     sparse_local_window: int = 3
     sparse_chunk_size: int | None = 512  # query residues per sparse-IPA block (recomputed in backward)
@@ -108,7 +108,7 @@ class LongSequenceConfig:
         return cls(**{**asdict(base), 'rank': rank, 'mhc': mhc})
 
 def memory_policy(L: int) -> dict:
-    """Memory switches by length (SPEC 8.1's length rule, for the layers this model has): from 256 residues on,
+    """Memory switches by length (this project's length rule, for the layers this model has): from 256 residues on,
     refinement ranks run in blocks of 4, structure and pair-transform layers are recomputed in backward, and the
     pair-transform layers work in residue chunks of 128. There the saved activations start to outweigh the ~0.3 GB the
     runtime itself takes. They change no weight and no result, only memory and time."""
@@ -117,7 +117,7 @@ def memory_policy(L: int) -> dict:
                 pair_chunk_size=128 if on else None)
 
 def checkpoint_switches(ckpt: CheckpointConfig) -> dict:
-    """The config switches that realise a `CheckpointConfig` (SPEC 8.1) in this model: `checkpoint_triangles` runs the
+    """The config switches that realise a `CheckpointConfig` (08_compression) in this model: `checkpoint_triangles` runs the
     TriMul/attention/transition work of each pair-transform layer in residue chunks of 128, each recomputed in
     backward; `checkpoint_pairs` recomputes each pair-transform layer and runs the refinement ranks in checkpointed
     blocks of 4; `checkpoint_structure` recomputes each structure layer. `memory_policy(L)` is all three from L=256."""
@@ -137,7 +137,7 @@ def long_config(size: str = "genie", L: int | None = None, **overrides) -> LongS
 
 # %% ../nbs/10_denoiser.ipynb #acb2e423
 class LongSequenceDenoiser(nn.Module):
-    """Genie's denoiser with linear memory in L (SPEC 10.1): `SingleFeatureNet` (fixed N_pos) →
+    """Genie's denoiser with linear memory in L: `SingleFeatureNet` (fixed N_pos) →
     `FactorizedPairFeatureNet` → `FactorizedPairTransformNet` (Genie's 5 pair-transform layers on factors) →
     `FlashStructureNet` (Flash-IPA, mHC). Same interface as `GenieDenoiser`."""
     def __init__(self, config: LongSequenceConfig | None = None):
@@ -155,7 +155,7 @@ class LongSequenceDenoiser(nn.Module):
                 structure_transition_dropout=c.structure_transition_dropout))
             return
         self.single_feature_net = SingleFeatureNet(c.c_s, c.n_timestep, c.c_pos_emb, c.c_timestep_emb, n_pos=c.pos_emb_max_len)
-        if c.pair_mode == "sparse":  # SPEC 06: Genie's pair features on k-NN edges of x_t, sparse IPA, no pair trunk
+        if c.pair_mode == "sparse":  # 06_sparse_pairs: Genie's pair features on k-NN edges of x_t, sparse IPA, no pair trunk
             self.selector = SparseKNNPairSelector(c.sparse_k, c.sparse_strategy, True, c.sparse_local_window)
             self.edge_feature_net = SparsePairFeatureNet(c.c_s, c.c_p)
             self.structure_net = SparseStructureNet(
@@ -225,7 +225,7 @@ def model_dims(config: LongSequenceConfig) -> dict:
 
 @dataclass
 class MemoryEstimator:
-    """Peak bytes of a train or sample step of `LongSequenceDenoiser` (SPEC 10.3), from calibrated per-element constants,
+    """Peak bytes of a train or sample step of `LongSequenceDenoiser`, from calibrated per-element constants,
     with glibc's mmap threshold pinned (as in the bench). The pair-transform switches of `memory_policy` are modelled:
     checkpointed layers keep their boundaries and recompute one layer at a time; residue chunks shrink what a layer
     saves (k_tc instead of k_t) and its backward working set (w_t, measured on chunked layers; an unchunked layer's is

@@ -22,7 +22,7 @@ __all__ = ['CA_CA', 'CA_CA_TOL', 'CLASH_DIST', 'RG_LAW', 'CHECKS', 'trace_coords
            'write_report', 'print_summary']
 
 # %% ../nbs/11_evaluation.ipynb #6938d9ae
-CA_CA, CA_CA_TOL = 3.8, 0.1   # Å: trans-peptide C-alpha spacing and SPEC's tolerance
+CA_CA, CA_CA_TOL = 3.8, 0.1   # Å: trans-peptide C-alpha spacing and the tolerance of the sample check
 CLASH_DIST = 3.0              # Å: non-adjacent C-alpha atoms closer than this clash
 RG_LAW = (2.2, 0.38)          # Rg ≈ 2.2·L^0.38 Å for folded globular proteins
 
@@ -34,7 +34,7 @@ def trace_coords(x) -> np.ndarray:
     return x
 
 def ca_ca_stats(coords) -> dict:
-    """Adjacent CA–CA distances of a trace: mean, std, the fraction within 3.8 ± 0.1 Å (SPEC's sample check), min,
+    """Adjacent CA–CA distances of a trace: mean, std, the fraction within 3.8 ± 0.1 Å (the sample check), min,
     max, and the number of breaks (> `BREAK_DIST`)."""
     d = np.linalg.norm(np.diff(trace_coords(coords), axis=0), axis=-1)
     if not len(d): return dict(mean=math.nan, std=math.nan, **{'frac_3.8': math.nan}, min=math.nan, max=math.nan, breaks=0)
@@ -56,7 +56,7 @@ def clash_counts(coords, cutoff: float = CLASH_DIST, min_sep: int = 2, workers: 
     return n
 
 def clash_stats(coords, cutoff: float = CLASH_DIST, min_sep: int = 2) -> dict:
-    "Clashing pairs, SPEC's clash rate (fraction of pairs $|i-j|\\ge$ `min_sep`) and the fraction of residues in a clash."
+    "Clashing pairs, the clash rate (fraction of pairs $|i-j|\\ge$ `min_sep`) and the fraction of residues in a clash."
     n = clash_counts(coords, cutoff, min_sep)
     pairs = int(n.sum()) // 2
     m = max(len(n) - min_sep, 0)
