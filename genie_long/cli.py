@@ -18,7 +18,8 @@ from .protein import (read_chains, save_dataset, structure_format, write_ca, coo
                                 ProteinDataset)
 from .diffusion import GenieSchedule, sample
 from .reference import GenieDenoiser, ReferenceConfig, reference_config, pin_mmap_threshold
-from .denoiser import LongSequenceDenoiser, long_config, make_step, bench_summary, plot_bench, checkpoint_switches
+from .denoiser import (LongSequenceDenoiser, long_config, make_step, count_aten_ops, bench_summary, plot_bench,
+                                 checkpoint_switches)
 from .compression import CheckpointConfig, SHARING
 from .training import (ProgressiveTrainingScheduler, CurriculumStream, Stage3TrainingManager, Stage3MetricsCB,
                                  Stage3ProgressCB, GROWTH_SCHEDULES, PRECISIONS, DynamicBatchSize, split_dataset,
@@ -494,8 +495,9 @@ def _vm(field: str, pid='self') -> int:
     return 0
 
 def bench_step(model: str = 'reference', size: str = 'genie', L: int = 128, mode: str = 'train', repeats: int = 3,
-               time_budget: float | None = None) -> dict:
-    "In this process: build `model` at `size`, run train or sample steps at length L (batch 1); time them."
+               time_budget: float | None = None, ops: bool = False) -> dict:
+    """In this process: build `model` at `size`, run train or sample steps at length L (batch 1); time them, and with
+    `ops` count the aten operations of one more step (`count_aten_ops`)."""
     if mode not in ('train', 'sample'): raise CLIError(f"mode must be 'train' or 'sample', got {mode!r}")
     pin_mmap_threshold()  # the same allocator setting for every model measured (see 00b)
     torch.manual_seed(0)
@@ -505,7 +507,8 @@ def bench_step(model: str = 'reference', size: str = 'genie', L: int = 128, mode
     for _ in range(repeats):  # repeat for a median, but not past a minute or half the time cap
         t0 = time.perf_counter(); step(); times.append(time.perf_counter() - t0)
         if sum(times) > min(60.0, (time_budget or math.inf) / 2): break
-    return {'peak_rss': _vm('VmHWM'), 'base_rss': base, 'median_s': float(np.median(times)), 'steps': len(times)}
+    res = {'peak_rss': _vm('VmHWM'), 'base_rss': base, 'median_s': float(np.median(times)), 'steps': len(times)}
+    return {**res, 'ops': count_aten_ops(step)} if ops else res
 
 def _run_capped(code: str, mem_cap: int, time_cap: float, result_path: Path) -> tuple[str, dict]:
     "Run Python `code` in a fresh process; kill it above `mem_cap` bytes RSS or after `time_cap` s. (status, result)."
@@ -527,7 +530,7 @@ def _run_capped(code: str, mem_cap: int, time_cap: float, result_path: Path) -> 
 
 def run_bench(models=('reference', 'long'), lengths=(128, 256, 384, 512, 1024, 2048, 4096, 8192), modes=('sample', 'train'),
               size: str = 'genie', mem_cap_gb: float = 16.0, time_cap_s: float = 900.0, repeats: int = 3, out='bench',
-              verbose: bool = True) -> list[dict]:
+              verbose: bool = True, ops: bool = False) -> list[dict]:
     "Benchmark models side by side, one fresh subprocess per (model, L, mode); writes bench.csv and bench.png."
     import csv
     if not lengths or min(lengths) < 3: raise CLIError(f"--lengths must all be ≥ 3 (frames need 3 residues), got {list(lengths)}")
@@ -548,17 +551,18 @@ def run_bench(models=('reference', 'long'), lengths=(128, 256, 384, 512, 1024, 2
                     res_path = Path(td) / 'res.json'
                     code = (f"import json, torch\ntorch.set_num_threads({torch.get_num_threads()})\n"
                             f"from genie_long.cli import bench_step\n"
-                            f"r = bench_step({m!r}, {size!r}, {L}, {mode!r}, {repeats}, {time_cap_s})\n"
+                            f"r = bench_step({m!r}, {size!r}, {L}, {mode!r}, {repeats}, {time_cap_s}, {ops})\n"
                             f"open({str(res_path)!r}, 'w').write(json.dumps(r))\n")
                     status, res = _run_capped(code, int(mem_cap_gb * 2**30), time_cap_s, res_path)
                 row.update(status=status, **res)
                 rows.append(row)
                 if status != 'ok': capped[(m, mode)] = f"{status} at L={L}"
                 if verbose:
-                    msg = (f"peak {row['peak_rss'] / 2**30:6.2f} GB  step {row['median_s']:8.2f} s" if status == 'ok'
+                    msg = (f"peak {row['peak_rss'] / 2**30:6.2f} GB  step {row['median_s']:8.2f} s"
+                           + (f"  {row['ops']:9,d} aten ops" if 'ops' in row else '') if status == 'ok'
                            else f"{status}{': ' + row.get('error', '') if status == 'error' else ''}")
                     print(f"{mode:6s} {m:11s} L={L:5d}  {msg}", flush=True)
-    fields = ['model', 'size', 'L', 'mode', 'status', 'peak_rss', 'base_rss', 'median_s', 'steps', 'error']
+    fields = ['model', 'size', 'L', 'mode', 'status', 'peak_rss', 'base_rss', 'median_s', 'steps', 'ops', 'error']
     with open(out / 'bench.csv', 'w', newline='') as f:
         w = csv.DictWriter(f, fields, extrasaction='ignore'); w.writeheader(); w.writerows(rows)
     plot_bench(rows, out / 'bench.png')
@@ -723,6 +727,7 @@ def bench(models: Param("models to compare; ratios are first / others", str, nar
           sparse: Param("also bench long-sparse: k-NN edges (hybrid k=32, window 3) and sparse IPA", bool) = False,
           checkpointing: Param("also bench long-nockpt: the long model with every checkpointing switch off", bool) = False,
           compression: Param("also bench long-shared: one structure layer's weights shared by all depths", bool) = False,
+          ops: Param("also count the aten operations of one step (about one GPU kernel launch each; works on the CPU)", bool) = False,
           threads: Param("CPU threads of each measured process (default: the physical cores other processes leave free)", int) = None):
     """Peak RSS and step time of models side by side, one fresh subprocess per (model, L, mode), batch 1. The variant
     flags add long-model variants to `--models` (models: reference, long; variants: long-sparse, long-nockpt, long-shared)."""
@@ -731,7 +736,7 @@ def bench(models: Param("models to compare; ratios are first / others", str, nar
     if any(m not in ('train', 'sample') for m in modes): raise CLIError(f"--modes must be train and/or sample, got {modes}")
     for flag, variant in ((sparse, 'long-sparse'), (checkpointing, 'long-nockpt'), (compression, 'long-shared')):
         if flag and variant not in models: models = [*models, variant]
-    rows = run_bench(models, lengths, modes, size, mem_cap_gb, time_cap_s, repeats, out, verbose=not json)
+    rows = run_bench(models, lengths, modes, size, mem_cap_gb, time_cap_s, repeats, out, verbose=not json, ops=ops)
     summary = bench_summary(rows)
     if json: print(_json.dumps({'rows': rows, **summary}, indent=1))
     else:

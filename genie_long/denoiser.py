@@ -20,8 +20,8 @@ from .compression import CheckpointConfig, CompressedStructureNet, share_layers,
 # %% auto #0
 __all__ = ['LONG_SIZES', 'LongSequenceConfig', 'memory_policy', 'checkpoint_switches', 'long_config', 'LongSequenceDenoiser',
            'model_dims', 'MemoryEstimator', 'saved_bytes_by_component', 'calibrate_saved', 'make_step',
-           'measure_peak_rss', 'calibrate_rss', 'dense_pair_widths', 'DenseMemoryEstimator', 'loglog_slope',
-           'bench_summary', 'plot_bench', 'read_bench']
+           'count_aten_ops', 'measure_peak_rss', 'calibrate_rss', 'dense_pair_widths', 'DenseMemoryEstimator',
+           'loglog_slope', 'bench_summary', 'plot_bench', 'read_bench']
 
 # %% ../nbs/10_denoiser.ipynb #37983c7a
 @dataclass
@@ -358,6 +358,18 @@ def make_step(model: nn.Module, L: int, mode: str = 'train', batch: int = 1, see
         def step():
             with torch.no_grad(): model(x0, t, mask)
     return step
+
+def count_aten_ops(step) -> int:
+    """Aten operations one call of `step` dispatches (`TorchDispatchMode`): on a GPU each is roughly one kernel launch,
+    so the count says how launch-bound a step is, measured on any device."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    class Count(TorchDispatchMode):
+        n = 0
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.n += 1
+            return func(*args, **(kwargs or {}))
+    with Count(): step()
+    return Count.n
 
 def measure_peak_rss(config: LongSequenceConfig, L: int, mode: str = 'train', pin: bool = True) -> int:
     """Peak RSS (bytes) of a fresh process that builds the model and runs one step of `mode` at length L; with `pin`,

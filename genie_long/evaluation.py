@@ -75,7 +75,7 @@ def rg_stats(coords) -> dict:
 # %% ../nbs/11_evaluation.ipynb #cbb318fe
 _SSE_CELL = 5.2       # Å: the CellList cell size inside biotite's P-SEA (its strand-contact distance)
 
-def ca_atom_array(coords, res_name: str = 'ALA', chain_id: str = 'A') -> struc.AtomArray:
+def ca_atom_array(coords, res_name: str = 'ALA', chain_id: str = 'A'):
     "A biotite `AtomArray` of CA atoms, one residue per row (numbered from 1), for CA-only algorithms."
     x = trace_coords(coords)
     import biotite.structure as struc

@@ -236,7 +236,7 @@ class FactorizedTemplate(nn.Module):
         if self.sqdist: self.sqdist_weight = nn.Parameter(torch.ones(c_p))
 
     def stats(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        "Per-residue inputs of the rank maps, left and right, `[b, l, n_feat]` (u_L, u_R for the design; φ, φ for exact)."
+        "Per-residue inputs of the rank maps, left and right, `[b, l, n_feat]`: u_L, u_R ('design') or φ, φ ('exact')."
         dt = self.linear_u.weight.dtype
         if self.preset == "design":
             v_row, _ = pooled_distance_stats(x, mask, self.w_q, (), self.chunk_size, self.eps)
@@ -371,7 +371,7 @@ class FactorizedPairFeatureNet(nn.Module):
         if rank < 1: raise ValueError(f"FactorizedPairFeatureNet: rank must be >= 1, got {rank}")
         self.c_s, self.c_p, self.rank, self.preset = c_s, c_p, rank, preset
         exact = preset == "exact"
-        self.outer_sum = outer_sum and exact                  # the design has no outer-sum ranks
+        self.outer_sum = outer_sum and exact                  # preset 'design' has no outer-sum ranks
         if self.outer_sum: self.linear_s_p_i, self.linear_s_p_j = nn.Linear(c_s, c_p), nn.Linear(c_s, c_p)  # Genie's names
         self.single_left = Linear(c_s, rank * c_p, bias=False, fan="openfold")
         self.single_right = Linear(c_s, rank * c_p, bias=False, fan="openfold")

@@ -92,7 +92,7 @@ class FactorizedPairTransition(nn.Module):
 # %% ../nbs/03_pair_transform.ipynb #1f755271
 def apply_block(f_left: Tensor, f_right: Tensor, d_left: Tensor | None, d_right: Tensor | None,
                 dropout: nn.Module | None = None) -> tuple[Tensor, Tensor]:
-    """The design's ApplyBlock ("distribute"): Δz = Σ_r ΔF_L + Σ_r ΔF_R (None counts as 0), Δz' = Dropout(Δz),
+    """The 'design' preset's update step ("distribute"): Δz = Σ_r ΔF_L + Σ_r ΔF_R (None counts as 0), Δz' = Dropout(Δz),
     then F_L,r += Δz'/R and F_R,r += Δz'/R for every rank r."""
     dz = sum(d.sum(2) for d in (d_left, d_right) if d is not None)
     if isinstance(dz, int): return f_left, f_right       # both None: nothing to add

@@ -130,7 +130,7 @@ class ChunkedLossComputation:
         return num, den
 
     def distance(self, pred: Tensor, true: Tensor, mask: Tensor) -> Tensor:
-        "The clamped distance-deviation loss L_dist (the design's 'FAPE'), in Å."
+        "The clamped distance-deviation loss L_dist (distances only, not FAPE), in Å."
         m = self._check(pred, true, mask)
         def part(i0, i1, p, t, m):
             M = _pair_mask(m, i0, i1, self.exclude_diagonal)
@@ -150,7 +150,7 @@ class ChunkedLossComputation:
 
     def fape(self, pred: Tensor, true: Tensor, mask: Tensor, mode: str = "fape") -> Tensor:
         """True FAPE over the Frenet frames of both traces, divided by Z = clamp_distance (unitless);
-        `mode="distance"` is the design's clamped distance deviation (`distance`)."""
+        `mode="distance"` is the clamped distance deviation (`distance`) instead."""
         if mode == "distance": return self.distance(pred, true, mask)
         if mode != "fape": raise ValueError(f"mode={mode!r}; use 'fape' or 'distance'")
         m = self._check(pred, true, mask)
@@ -172,7 +172,7 @@ def compute_drmsd_loss_chunked(pred, true, mask, chunk_size=64, **kw) -> Tensor:
     return ChunkedLossComputation(chunk_size, **kw).drmsd(pred, true, mask)
 
 def compute_fape_loss_chunked(pred, true, mask, chunk_size=64, clamp_distance=10.0, mode="fape", **kw) -> Tensor:
-    "True FAPE over C-alpha Frenet frames in row chunks (`mode='distance'`: the design's distance loss)."
+    "True FAPE over C-alpha Frenet frames in row chunks (`mode='distance'`: the clamped distance loss)."
     return ChunkedLossComputation(chunk_size, clamp_distance, **kw).fape(pred, true, mask, mode)
 
 # %% ../nbs/05_training.ipynb #421e4ad0

@@ -43,7 +43,7 @@ class FactorizedTriangleMultiplicativeUpdate(nn.Module):
     Two passes over residue chunks of `chunk_size` (None: one chunk): the core G, a sum over k, then (ΔU, ΔV) per
     residue; in training each chunk is recomputed in backward, so the working set is O(S R C_h), not O(L R C_h).
     `preset="design"`: Ã ⊙ masked-mean_k B̃ on the rank-mixed gated projections; returns (ΔF_L, ΔF_R) with
-    the untouched side None (outgoing updates F_L, incoming F_R), for the design's distribute step."""
+    the untouched side None (outgoing updates F_L, incoming F_R), for the 'design' distribute step."""
     outgoing = True
     def __init__(self, c_p: int, rank: int, c_hidden: int = 128, preset: str = "exact", dropout: float = 0.0,
                  chunk_size: int | None = None):

@@ -45,7 +45,7 @@ def test_train_under_torchrun_and_resume_both_ways(tmp_path):
     out = tmp_path / 'dp'
     r = run([*TORCHRUN, '-m', 'genie_long.cli', *TRAIN, '--steps', 2, '--out', out])
     assert r.stdout.count('training long/tiny') == 1 and '2 processes' in r.stdout        # rank 0 alone prints
-    assert sorted(p.name for p in out.iterdir()) == ['ckpt.pt', 'config.txt', 'loss.png', 'metrics.csv']
+    assert sorted(p.name for p in out.iterdir()) == ['.lock', 'ckpt.pt', 'config.txt', 'loss.png', 'metrics.csv']
     rows = (out / 'metrics.csv').read_text().splitlines()
     assert len(rows) == 1 + 2 and rows[1].split(',')[6] == '4'                            # the global batch of 4
     ck = load_checkpoint(out / 'ckpt.pt')
