@@ -18,14 +18,13 @@ from .protein import (read_chains, save_dataset, structure_format, write_ca, coo
                                 ProteinDataset)
 from .diffusion import GenieSchedule, sample
 from .reference import GenieDenoiser, ReferenceConfig, reference_config, pin_mmap_threshold
-from .denoiser import (LongSequenceDenoiser, long_config, make_step, count_aten_ops, bench_summary, plot_bench,
-                                 checkpoint_switches)
-from .compression import CheckpointConfig, SHARING
+from .denoiser import (LongSequenceDenoiser, LongSequenceConfig, long_config, make_step, count_aten_ops,
+                                 bench_summary, plot_bench, MemoryPlan, plan_memory, plan_need_gb, LengthPlanner,
+                                 MemoryPlanCB)
+from .compression import SHARING, available_memory_gb
 from .training import (ProgressiveTrainingScheduler, CurriculumStream, Stage3TrainingManager, Stage3MetricsCB,
-                                 Stage3ProgressCB, GROWTH_SCHEDULES, PRECISIONS, DynamicBatchSize, split_dataset,
+                                 Stage3ProgressCB, GROWTH_SCHEDULES, PRECISIONS, split_dataset,
                                  validation_batch, ValidationCB, SkipGuardCB, TrainingDiverged)
-from .denoiser import MemoryEstimator, DenseMemoryEstimator, LongSequenceConfig, memory_policy
-from .compression import available_memory_gb
 from .train import (DiffusionLearner, BatchStream, CheckpointCB, LossPlotCB,
                               TimeLimitCB, load_checkpoint, resume, read_metrics, RunLock, RunLocked)
 from .distributed import (DistributedModelWrapper, DistributedTrainingManager, ShardedWindows, WindowMetricsCB,
@@ -36,9 +35,9 @@ from .evaluation import ca_ca_stats, evaluate_backbones, write_report, print_sum
 __all__ = ['MODELS', 'BENCH_VARIANTS', 'SAMPLE_FILES', 'COMMANDS', 'EXPECTED_ERRORS', 'CLIError', 'build_model',
            'checkpoint_weights', 'model_from_checkpoint', 'bundled_dataset', 'shipped_model', 'export_model',
            'writable_folder', 'find_structures', 'prepare_dataset', 'print_prepare_report', 'train_model',
-           'plot_traces', 'check_sample_memory', 'sample_folder', 'sample_names', 'write_sample', 'sample_backbones',
-           'run_demo', 'bench_step', 'run_bench', 'print_bench_summary', 'run_evaluate', 'default_threads',
-           'use_threads', 'prepare', 'train', 'sample_cmd', 'demo', 'bench', 'evaluate', 'error_line', 'usage',
+           'plot_traces', 'sample_folder', 'sample_names', 'write_sample', 'sample_backbones', 'run_demo', 'bench_step',
+           'run_bench', 'print_bench_summary', 'print_plans', 'run_evaluate', 'default_threads', 'use_threads',
+           'use_tf32', 'prepare', 'train', 'sample_cmd', 'demo', 'bench', 'evaluate', 'plan', 'error_line', 'usage',
            'command_parser', 'main']
 
 # %% ../nbs/12_cli.ipynb #b32524de
@@ -52,10 +51,12 @@ class CLIError(Exception): "A user mistake: reported as one line, exit status 2.
 
 MODELS = {'reference': (reference_config, GenieDenoiser), 'long': (long_config, LongSequenceDenoiser)}
 
-# bench-only variants of the long model: (registered model, config overrides)
-BENCH_VARIANTS = {'long-sparse': ('long', dict(pair_mode='sparse')),
-                  'long-nockpt': ('long', checkpoint_switches(CheckpointConfig(enabled=False))),
-                  'long-shared': ('long', dict(sharing='universal'))}
+# bench-only variants of the long model: (registered model, config overrides, memory plan: 'auto' plans within the
+# bench's memory, 'lean' takes every saving, 'none' none)
+BENCH_VARIANTS = {'long-sparse': ('long', dict(pair_mode='sparse'), 'auto'),
+                  'long-lean': ('long', {}, 'lean'),
+                  'long-nockpt': ('long', {}, 'none'),
+                  'long-shared': ('long', dict(sharing='universal'), 'auto')}
 
 def build_model(name: str = 'reference', size: str = 'tiny', L: int | None = None, **overrides):
     """Build a registered denoiser (or a bench variant) at a named size, with optional config field `overrides`; `L`,
@@ -76,6 +77,11 @@ def checkpoint_weights(ck: dict, ema: bool = True) -> tuple[dict, str]:
     if avg: return {k[len('module.'):]: v for k, v in avg.items() if k.startswith('module.')}, 'ema'
     return ck['model'], ck['meta'].get('weights', 'model')
 
+def _config_from_dict(like, d: dict):
+    "The config `d` describes, of the type of `like` (its `from_dict` maps fields of older versions, where it has one)."
+    cls = type(like)
+    return cls.from_dict(d) if hasattr(cls, 'from_dict') else cls(**d)
+
 def model_from_checkpoint(path, ema: bool = True):
     """Rebuild the model stored in a checkpoint (eval mode, CPU), with the run's EMA weights when it kept them and
     `ema` (what one samples from), else its model weights. Returns `(model, ckpt)`."""
@@ -85,7 +91,7 @@ def model_from_checkpoint(path, ema: bool = True):
         raise CLIError(f"{path}: a checkpoint without its model's description (meta.config)")
     if meta.get('model') not in MODELS: raise CLIError(f"{path}: checkpoint of unknown model {meta.get('model')!r}")
     config_fn, cls = MODELS[meta['model']]
-    try: cfg = type(config_fn(meta.get('size', 'tiny')))(**meta['config'])
+    try: cfg = _config_from_dict(config_fn(meta.get('size', 'tiny')), meta['config'])
     except (TypeError, ValueError) as e:   # e.g. a field this version does not have
         raise CLIError(f"{path}: its model config does not fit this genie_long version ({e})") from None
     model = cls(cfg)
@@ -184,6 +190,11 @@ def _where(dev: torch.device) -> str:
     n = torch.get_num_threads()
     return f"{dev} ({n} thread{'s' if n > 1 else ''})" if dev.type == 'cpu' else str(dev)
 
+def _compile(net):
+    "`compile_core` on a model that has one; the dense reference has none."
+    if not hasattr(net, 'compile_core'): raise CLIError("--compile: only the long model (--model long) has a compiled core")
+    return net.compile_core()
+
 def train_model(out='runs/genie', model: str = 'reference', size: str = 'tiny', data=None, crop: int = 128,
                 steps: int = 1000, batch: int = 8, lr: float | None = None, seed: int = 0, ckpt_every: int = 100,
                 resume_run: bool = False, minutes: float | None = None, progress: bool = True, device=None,
@@ -191,18 +202,20 @@ def train_model(out='runs/genie', model: str = 'reference', size: str = 'tiny', 
                 growth_steps: int | None = None, precision: str = 'fp32', grad_clip: float | None = None,
                 ema: float | None = None, aux_weight: float | None = None, memory_gb: float | None = None,
                 val_every: int = 0, val_fraction: float = 0.1, pair_mode: str | None = None,
-                sharing: str | None = None, accumulate: int = 1, init=None) -> DiffusionLearner:
+                sharing: str | None = None, accumulate: int = 1, init=None, *, compile: bool = False) -> DiffusionLearner:
     """Train a denoiser on a prepared dataset (default: the bundled demo set) with the Stage 3 trainer; see the section
     text for the run folder. With `curriculum`, the crop grows from `min_crop` to `crop` (warm-up: a tenth of the
-    steps, growth: half of them, unless given). `memory_gb` (long model) sizes each batch with `DynamicBatchSize` from
-    `MemoryEstimator`, `batch` being the largest. `val_every` holds out `val_fraction` of the structures and logs the
+    steps, growth: half of them, unless given). Each crop length runs with the cheapest `MemoryPlan` that fits the
+    device (`LengthPlanner`, applied before each step by `MemoryPlanCB`); `memory_gb` (long model) sets that budget and
+    lets the plan size each batch, `batch` being the largest. `val_every` holds out `val_fraction` of the structures and logs the
     validation ε-loss to `val.csv`. `aux_weight` defaults to 0 for the reference (Genie) and 0.02 for the long model.
     `pair_mode` ('factorized' or 'sparse') and `sharing` (structure-layer weight sharing) configure the long model; a
     resumed run keeps the ones it was started with, and its learning rate unless `lr` is given (default 1e-4). Under
     `torchrun` (data parallel) or with `accumulate` > 1 it runs `DistributedTrainingManager`: `batch` is the global batch
     of one micro-step, split over the processes, and an optimiser step takes `accumulate` of them, normalised by tokens
     (exactly the large batch); rank 0 writes the files, and holds the run folder's `RunLock` for the whole run.
-    `init` starts a new run from the weights of a checkpoint (a training checkpoint or an export: a fine-tune)."""
+    `init` starts a new run from the weights of a checkpoint (a training checkpoint or an export: a fine-tune).
+    `compile` compiles the long model's core (`LongSequenceDenoiser.compile_core`)."""
     for k, v in dict(crop=crop, steps=steps, batch=batch, ckpt_every=ckpt_every).items():
         if v < 1: raise CLIError(f"--{k} must be ≥ 1, got {v}")
     if crop < 3: raise CLIError(f"--crop must be ≥ 3 (frames need 3 residues), got {crop}")
@@ -251,6 +264,7 @@ def train_model(out='runs/genie', model: str = 'reference', size: str = 'tiny', 
         torch.manual_seed(seed)
         net, meta = build_model(model, size, L=crop, **overrides)
         if start: meta['init'] = _load_init(net, init, start)
+        if compile: _compile(net)
         if parallel:   # the same weights on every rank (DDP also broadcasts rank 0's), then each rank its own noise
             par = DistributedModelWrapper(net, device=dev)
             dev = par.device
@@ -263,12 +277,11 @@ def train_model(out='runs/genie', model: str = 'reference', size: str = 'tiny', 
             if parallel: par.barrier(); train_path, val_path = split_dir / 'train.npz', split_dir / 'val.npz'
             if rank == 0: val_cb = ValidationCB(validation_batch(val_path, crop=min(crop, 128), max_chains=32), out / 'val.csv', val_every)
         window = accumulate * (n_proc if memory_gb is not None else 1)   # chains per stream batch = window × batch
-        if memory_gb is not None:   # the budget is per process and micro-batch; --batch caps the global batch
-            est, cfg = MemoryEstimator(), net.config
-            fixed = est.estimate(cfg, 64)
-            fixed = fixed['parameters'] + fixed['gradients'] + fixed['optimizer'] + fixed['runtime']
-            batch = DynamicBatchSize(memory_gb * 2**30, fixed, lambda L: est.estimate(cfg, L)['total'] - fixed,
-                                     max_batch=max(1, batch // n_proc))
+        # the budget is per process and micro-batch; with --memory_gb the plan sizes the batch (--batch caps the global one)
+        per_process = max(1, batch // n_proc)
+        planner = LengthPlanner(net, batch=per_process, max_batch=per_process if memory_gb is not None else None,
+                                memory_gb=memory_gb, device=dev)
+        if memory_gb is not None: batch = planner
         stream_batch = batch * window if isinstance(batch, int) else (_TimesBatch(batch, window) if window > 1 else batch)
         if curriculum is None:
             if memory_gb is not None: stream_batch = stream_batch.get_batch_size(crop)
@@ -279,7 +292,8 @@ def train_model(out='runs/genie', model: str = 'reference', size: str = 'tiny', 
             growth_steps = first.get('growth_steps', steps // 2) if growth_steps is None else growth_steps
             sched = ProgressiveTrainingScheduler(min_crop, crop, warmup_steps, growth_steps, curriculum)
             stream = CurriculumStream(ProteinDataset(train_path, max_len=min_crop), sched, stream_batch, seed=seed)
-        meta.update(data=str(data_path), crop=crop, batch=batch if isinstance(batch, int) else f"dynamic (≤{batch.max_batch}, {memory_gb} GB)",
+        meta.update(data=str(data_path), crop=crop,
+                    batch=batch if isinstance(batch, int) else f"dynamic (≤{batch.max_batch}, {memory_gb} GB)",
                     lr=lr, seed=seed, curriculum=curriculum, val_every=val_every, val_fraction=val_fraction if val_every else None,
                     min_crop=min_crop if curriculum else None, warmup_steps=warmup_steps, growth_steps=growth_steps,
                     precision=precision, grad_clip=grad_clip, ema=ema, aux_weight=aux_weight)
@@ -291,6 +305,7 @@ def train_model(out='runs/genie', model: str = 'reference', size: str = 'tiny', 
         if parallel: cbs = par.main_only(cbs)           # files and the progress bar: rank 0 only
         if minutes is not None: cbs.append(SyncedTimeLimitCB(minutes * 60, par) if parallel else TimeLimitCB(minutes * 60))
         cbs.append(SkipGuardCB())   # on every rank: the skip decision is global, so all ranks stop together
+        cbs.append(MemoryPlanCB(planner))
         if parallel:
             learn = DistributedTrainingManager(par, ShardedWindows(stream, rank, n_proc, accumulate, dev), GenieSchedule().to(dev),
                                                lr=lr, precision=precision, grad_clip=grad_clip, ema_decay=ema,
@@ -339,7 +354,7 @@ def _load_init(net, init, src: dict) -> str:
     return f"{init} ({which} weights at step {src['step']})"
 
 class _TimesBatch:
-    "A batch-size rule (`DynamicBatchSize`) times `factor`: the stream draws whole windows (micro-batches × processes)."
+    "A batch-size rule (`LengthPlanner`) times `factor`: the stream draws whole windows (micro-batches × processes)."
     def __init__(self, rule, factor: int): self.rule, self.factor, self.max_batch = rule, factor, rule.max_batch
     def get_batch_size(self, L: int) -> int: return self.factor * self.rule.get_batch_size(L)
 
@@ -366,27 +381,6 @@ def plot_traces(coords_list, names, png_path=None, cols: int = 4):
     fig.tight_layout()
     if png_path is not None: fig.savefig(png_path, dpi=120); plt.close(fig)
     return fig
-
-def check_sample_memory(model, lengths, count: int, batch_size: int | None = None, memory_gb: float | None = None,
-                        device=None):
-    """Before a sampling run: the estimated peak of the batch holding the longest chain (`MemoryEstimator` for the long
-    model, `DenseMemoryEstimator` for the dense reference) against `memory_gb` (default: the memory available now on
-    `device`, the one that will run). Over it, a `CLIError` that names the longest chain that would fit. Returns
-    (estimated GB, available GB), or None for a model no estimator models (sparse pairs)."""
-    c = getattr(model, 'config', None)
-    L, batch = max(lengths), min(batch_size, count * len(lengths)) if batch_size else count   # `sample` batches
-    if isinstance(c, ReferenceConfig): est, at_L = DenseMemoryEstimator(), c
-    elif isinstance(c, LongSequenceConfig) and c.pair_mode == 'factorized':
-        est, at_L = MemoryEstimator(), replace(c, **memory_policy(L))
-    else: return None
-    avail = available_memory_gb(_device(device)) if memory_gb is None else memory_gb
-    need = est.estimate(at_L, L, batch, 'sample')['total'] / 1e9
-    if need > avail:
-        fit = est.max_length(c, avail * 1e9, batch, 'sample')
-        raise CLIError(f"sampling {batch} chain{'s' if batch > 1 else ''} of {L} residues needs about {need:.1f} GB, and "
-                       f"{avail:.1f} GB {'is' if memory_gb is not None else 'are'} available: the longest chain that fits is "
-                       f"{fit} residues" + (" (or lower --batch_size)" if batch > 1 else ""))
-    return need, avail
 
 SAMPLE_FILES = ('L[0-9]*_[0-9]*.pdb', 'L[0-9]*_[0-9]*.npy', 'traces.png')
 
@@ -420,10 +414,11 @@ def write_sample(x: torch.Tensor, stem: Path) -> dict:
 
 def sample_backbones(ckpt, lengths=(64,), count: int = 4, steps: int = 1000, noise_scale: float = 0.6, seed: int = 0,
                      out='samples', batch_size: int | None = None, progress: bool = True, device=None,
-                     memory_gb: float | None = None, overwrite: bool = False) -> list[dict]:
+                     memory_gb: float | None = None, overwrite: bool = False, *, compile: bool = False) -> list[dict]:
     """Sample `count` backbones per length from a checkpoint. The output folder and the memory estimate are checked
-    first (`sample_folder`, `check_sample_memory`); each backbone is written (PDB + npy) as soon as its batch is done,
-    and `traces.png` at the end."""
+    first (`sample_folder`, `plan_memory` for the batch holding the longest chain: a plan that does not fit names the
+    longest chain that would); each backbone is written (PDB + npy) as soon as its batch is done, and `traces.png` at
+    the end."""
     if count < 1: raise CLIError(f"--count must be ≥ 1, got {count}")
     if not 1 <= steps <= 1000: raise CLIError(f"--steps must be in 1..1000, got {steps}")
     if noise_scale < 0: raise CLIError(f"--noise_scale must be ≥ 0, got {noise_scale}")
@@ -432,8 +427,9 @@ def sample_backbones(ckpt, lengths=(64,), count: int = 4, steps: int = 1000, noi
     if batch_size is not None and batch_size < 1: raise CLIError(f"--batch_size must be ≥ 1, got {batch_size}")
     out, dev = sample_folder(out, overwrite), _device(device)
     model, ck = model_from_checkpoint(ckpt)
-    check_sample_memory(model, lengths, count, batch_size, memory_gb, dev)
-    if hasattr(model, 'set_memory_policy'): model.set_memory_policy(max(lengths))  # memory switches only; same weights
+    batch = min(batch_size, count * len(lengths)) if batch_size else count   # what `sample` puts in one batch
+    plan_memory(model, max(lengths), mode='sample', batch=batch, memory_gb=memory_gb, device=dev).apply(model)
+    if compile: _compile(model)
     model.to(dev)
     if progress: print(f"{Path(ckpt).name}: {ck['meta']['model']}/{ck['meta']['size']}, {model.weights} weights at step "
                        f"{ck.get('step')}, on {_where(dev)}")
@@ -494,20 +490,38 @@ def _vm(field: str, pid='self') -> int:
     except OSError: pass
     return 0
 
+def _synced(dev: torch.device):
+    "Wait for the device's queued work (a no-op on the CPU), so a timer sees the step end."
+    if dev.type == 'cuda': torch.cuda.synchronize(dev)
+
 def bench_step(model: str = 'reference', size: str = 'genie', L: int = 128, mode: str = 'train', repeats: int = 3,
-               time_budget: float | None = None, ops: bool = False) -> dict:
-    """In this process: build `model` at `size`, run train or sample steps at length L (batch 1); time them, and with
-    `ops` count the aten operations of one more step (`count_aten_ops`)."""
+               time_budget: float | None = None, ops: bool = False, memory_gb: float | None = None,
+               device: str = 'cpu') -> dict:
+    """In this process: build `model` at `size` on `device` with its memory plan (the cheapest within `memory_gb`,
+    unless the bench variant fixes it), run train or sample steps at length L (batch 1); time them (synchronized), and
+    with `ops` count the aten operations of one more step (`count_aten_ops`). Peak memory: RSS on the CPU,
+    `torch.cuda.max_memory_allocated` on a GPU."""
     if mode not in ('train', 'sample'): raise CLIError(f"mode must be 'train' or 'sample', got {mode!r}")
+    dev = _device(device)
     pin_mmap_threshold()  # the same allocator setting for every model measured (see 00b)
     torch.manual_seed(0)
     net, _ = build_model(model, size, L=L)
-    step = make_step(net, L, mode)
-    base, times = _vm('VmRSS'), []
+    kind = BENCH_VARIANTS[model][2] if model in BENCH_VARIANTS else 'auto'
+    plan = {'lean': MemoryPlan.lean(), 'none': MemoryPlan()}.get(kind)
+    plan = plan or plan_memory(net, L, mode=mode, memory_gb=memory_gb, device=dev)
+    step = make_step(plan.apply(net).to(dev), L, mode)
+    if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats(dev)
+    base, times = (torch.cuda.memory_allocated(dev) if dev.type == 'cuda' else _vm('VmRSS')), []
     for _ in range(repeats):  # repeat for a median, but not past a minute or half the time cap
-        t0 = time.perf_counter(); step(); times.append(time.perf_counter() - t0)
+        _synced(dev)
+        t0 = time.perf_counter()
+        step()
+        _synced(dev)
+        times.append(time.perf_counter() - t0)
         if sum(times) > min(60.0, (time_budget or math.inf) / 2): break
-    res = {'peak_rss': _vm('VmHWM'), 'base_rss': base, 'median_s': float(np.median(times)), 'steps': len(times)}
+    peak = torch.cuda.max_memory_allocated(dev) if dev.type == 'cuda' else _vm('VmHWM')
+    res = {'peak_rss': peak, 'base_rss': base, 'median_s': float(np.median(times)), 'steps': len(times),
+           'device': dev.type, 'plan': plan.savings()}
     return {**res, 'ops': count_aten_ops(step)} if ops else res
 
 def _run_capped(code: str, mem_cap: int, time_cap: float, result_path: Path) -> tuple[str, dict]:
@@ -530,8 +544,9 @@ def _run_capped(code: str, mem_cap: int, time_cap: float, result_path: Path) -> 
 
 def run_bench(models=('reference', 'long'), lengths=(128, 256, 384, 512, 1024, 2048, 4096, 8192), modes=('sample', 'train'),
               size: str = 'genie', mem_cap_gb: float = 16.0, time_cap_s: float = 900.0, repeats: int = 3, out='bench',
-              verbose: bool = True, ops: bool = False) -> list[dict]:
-    "Benchmark models side by side, one fresh subprocess per (model, L, mode); writes bench.csv and bench.png."
+              verbose: bool = True, ops: bool = False, device: str = 'cpu', tf32: bool = True) -> list[dict]:
+    """Benchmark models side by side on `device`, one fresh subprocess per (model, L, mode); writes bench.csv and
+    bench.png. Each long model plans its memory within 85 % of the memory cap (or of the GPU's free memory)."""
     import csv
     if not lengths or min(lengths) < 3: raise CLIError(f"--lengths must all be ≥ 3 (frames need 3 residues), got {list(lengths)}")
     for k, v in dict(repeats=repeats, mem_cap_gb=mem_cap_gb, time_cap_s=time_cap_s).items():
@@ -539,7 +554,9 @@ def run_bench(models=('reference', 'long'), lengths=(128, 256, 384, 512, 1024, 2
     for m in models:
         if m not in MODELS and m not in BENCH_VARIANTS:
             raise CLIError(f"unknown model {m!r}; choose from {sorted(MODELS) + sorted(BENCH_VARIANTS)}")
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    out, dev = Path(out), _device(device)
+    out.mkdir(parents=True, exist_ok=True)
+    budget = 0.85 * (mem_cap_gb * 2**30 / 1e9 if dev.type == 'cpu' else available_memory_gb(dev))
     rows, capped = [], {}
     for mode in modes:
         for L in sorted(lengths):
@@ -550,8 +567,9 @@ def run_bench(models=('reference', 'long'), lengths=(128, 256, 384, 512, 1024, 2
                 with tempfile.TemporaryDirectory() as td:
                     res_path = Path(td) / 'res.json'
                     code = (f"import json, torch\ntorch.set_num_threads({torch.get_num_threads()})\n"
-                            f"from genie_long.cli import bench_step\n"
-                            f"r = bench_step({m!r}, {size!r}, {L}, {mode!r}, {repeats}, {time_cap_s}, {ops})\n"
+                            f"from genie_long.cli import bench_step, use_tf32\nuse_tf32({tf32})\n"
+                            f"r = bench_step({m!r}, {size!r}, {L}, {mode!r}, {repeats}, {time_cap_s}, {ops}, "
+                            f"{budget}, {str(dev)!r})\n"
                             f"open({str(res_path)!r}, 'w').write(json.dumps(r))\n")
                     status, res = _run_capped(code, int(mem_cap_gb * 2**30), time_cap_s, res_path)
                 row.update(status=status, **res)
@@ -562,7 +580,8 @@ def run_bench(models=('reference', 'long'), lengths=(128, 256, 384, 512, 1024, 2
                            + (f"  {row['ops']:9,d} aten ops" if 'ops' in row else '') if status == 'ok'
                            else f"{status}{': ' + row.get('error', '') if status == 'error' else ''}")
                     print(f"{mode:6s} {m:11s} L={L:5d}  {msg}", flush=True)
-    fields = ['model', 'size', 'L', 'mode', 'status', 'peak_rss', 'base_rss', 'median_s', 'steps', 'ops', 'error']
+    fields = ['model', 'size', 'L', 'mode', 'status', 'peak_rss', 'base_rss', 'median_s', 'steps', 'ops', 'device', 'plan',
+              'error']
     with open(out / 'bench.csv', 'w', newline='') as f:
         w = csv.DictWriter(f, fields, extrasaction='ignore'); w.writeheader(); w.writerows(rows)
     plot_bench(rows, out / 'bench.png')
@@ -574,6 +593,25 @@ def print_bench_summary(summary: dict):
         print(f"{r['mode']:6s} L={r['L']:5d}  memory {r['memory_ratio']:6.1f}x  time {r['time_ratio']:6.2f}x  (first model / {r['vs']})")
     for k, v in summary['slopes'].items():
         print(f"slope of peak RSS, {k}, L={v['lengths'][0]}..{v['lengths'][1]}: {v['peak_rss']:.2f}")
+
+def print_plans(model: str = 'long', size: str = 'genie', L: int = 1024, mode: str = 'train', batch: int = 1,
+                max_batch: int | None = None, memory_gb: float | None = None, device=None) -> MemoryPlan:
+    """`genie-long plan`: the plan `plan_memory` chooses for a step at length L, and every plan's estimate beside it.
+    `model` is a checkpoint path or a registered model name. Returns the chosen plan."""
+    if L < 3: raise CLIError(f"--length must be ≥ 3, got {L}")
+    if mode not in ('train', 'sample'): raise CLIError(f"--mode must be train or sample, got {mode!r}")
+    dev = _device(device)
+    if Path(model).suffix == '.pt': net, name = model_from_checkpoint(model)[0], Path(model).name
+    else: net, name = build_model(model, size, L=L)[0], f"{model}/{size}"
+    chosen = plan_memory(net, L, mode=mode, batch=batch, max_batch=max_batch, memory_gb=memory_gb, device=dev)
+    print(f"{mode} step of {name} at L={L} on {_where(dev)}: {chosen}")
+    for p in MemoryPlan.ladder():
+        gb = plan_need_gb(net, L, p, mode=mode, batch=chosen.batch)
+        if gb is None: break
+        mark = '→' if p.savings() == chosen.savings() else ' '
+        print(f" {mark} {gb:8.2f} GB  {p.savings()}")
+        if mode == 'sample' or not isinstance(net, LongSequenceDenoiser): break   # nothing to save in a no-grad step
+    return chosen
 
 # %% ../nbs/12_cli.ipynb #3068ba52
 def run_evaluate(samples, train=None, out='evaluation', max_pairs: int | None = 200, max_train: int | None = 100,
@@ -629,6 +667,13 @@ def use_threads(threads: int | None = None) -> int:
     torch.set_num_threads(threads or default_threads())
     return torch.get_num_threads()
 
+def use_tf32(on: bool = True) -> str:
+    """fp32 matmuls and convolutions on TF32 tensor cores (a GPU's 10-bit-mantissa inputs, fp32 accumulation: about
+    8× the fp32 throughput on an H100/H200) or in full fp32. A no-op on the CPU. Returns the matmul precision set."""
+    torch.set_float32_matmul_precision('high' if on else 'highest')
+    torch.backends.cudnn.allow_tf32 = on
+    return torch.get_float32_matmul_precision()
+
 @call_parse
 def prepare(src: Param("structure files or folders (searched recursively)", str, nargs='+'),
             out: Param("output dataset (.npz)", str) = 'dataset.npz',
@@ -667,13 +712,16 @@ def train(out: Param("run folder (checkpoint, metrics.csv, loss.png)", str) = 'r
           sharing: Param("long model: structure-layer weight sharing: none, universal, alternating or block", str) = None,
           accumulate: Param("micro-batches of --batch per optimiser step (gradient accumulation; exactly the large batch)", int) = 1,
           init: Param("start a new run from this checkpoint's weights (EMA if kept): a fine-tune", str) = None,
+          compile: Param("compile the long model's core with torch.compile (minutes to start, faster steps)", bool) = False,
+          no_tf32: Param("on a GPU, fp32 matmuls in full fp32 rather than on TF32 tensor cores", bool) = False,
           threads: Param("CPU threads (default: the physical cores other processes leave free)", int) = None):
     """Train a denoiser with Genie's ε-loss; writes a checkpoint, metrics CSV and loss-curve PNG to --out. Data
     parallel under torchrun: `torchrun --nproc_per_node N -m genie_long.cli train …` (--batch is the global batch)."""
     use_threads(threads)
+    use_tf32(not no_tf32)
     learn = train_model(out, model, size, data, crop, steps, batch, lr, seed, ckpt_every, resume, minutes, True, device,
                         curriculum, min_crop, warmup_steps, growth_steps, precision, grad_clip, ema, aux_weight,
-                        memory_gb, val_every, val_fraction, pair_mode, sharing, accumulate, init)
+                        memory_gb, val_every, val_fraction, pair_mode, sharing, accumulate, init, compile=compile)
     if torchrun_env()['rank'] == 0:
         made = ['ckpt.pt', 'metrics.csv', 'loss.png'] + (['val.csv'] if val_every else [])
         print(f"\nstopped at step {learn.step}; in {Path(out)}/: {', '.join(made)}"
@@ -692,11 +740,14 @@ def sample_cmd(ckpt: Param("checkpoint written by train (default: the shipped de
                device: Param("cpu, cuda or auto", str) = 'auto',
                memory_gb: Param("memory budget in GB, checked against the estimate first (default: what is available)", float) = None,
                overwrite: Param("replace the samples already in --out (otherwise: refused)", bool) = False,
+               compile: Param("compile the long model's core with torch.compile (minutes to start, faster steps)", bool) = False,
+               no_tf32: Param("on a GPU, fp32 matmuls in full fp32 rather than on TF32 tensor cores", bool) = False,
                threads: Param("CPU threads (default: the physical cores other processes leave free)", int) = None):
     "Sample backbones from a checkpoint; writes CA-only PDBs, .npy coordinates and a PNG of the traces."
     use_threads(threads)
+    use_tf32(not no_tf32)
     sample_backbones(ckpt or shipped_model(), lengths, count, steps, noise_scale, seed, out, batch_size, True, device,
-                     memory_gb, overwrite)
+                     memory_gb, overwrite, compile=compile)
 
 @call_parse
 def demo(out: Param("output folder", str) = 'genie_long_demo',
@@ -725,18 +776,24 @@ def bench(models: Param("models to compare; ratios are first / others", str, nar
           out: Param("output folder (bench.csv, bench.png)", str) = 'bench',
           json: Param("print machine-readable JSON instead of the table", bool) = False,
           sparse: Param("also bench long-sparse: k-NN edges (hybrid k=32, window 3) and sparse IPA", bool) = False,
-          checkpointing: Param("also bench long-nockpt: the long model with every checkpointing switch off", bool) = False,
+          checkpointing: Param("also bench long-nockpt (no memory saving) and long-lean (every saving)", bool) = False,
           compression: Param("also bench long-shared: one structure layer's weights shared by all depths", bool) = False,
           ops: Param("also count the aten operations of one step (about one GPU kernel launch each; works on the CPU)", bool) = False,
-          threads: Param("CPU threads of each measured process (default: the physical cores other processes leave free)", int) = None):
-    """Peak RSS and step time of models side by side, one fresh subprocess per (model, L, mode), batch 1. The variant
-    flags add long-model variants to `--models` (models: reference, long; variants: long-sparse, long-nockpt, long-shared)."""
+          threads: Param("CPU threads of each measured process (default: the physical cores other processes leave free)", int) = None,
+          device: Param("cpu, cuda or auto; on a GPU the peak is torch.cuda.max_memory_allocated", str) = 'cpu',
+          no_tf32: Param("on a GPU, fp32 matmuls in full fp32 rather than on TF32 tensor cores", bool) = False):
+    """Peak memory and step time of models side by side, one fresh subprocess per (model, L, mode), batch 1. The
+    variant flags add long-model variants to `--models` (models: reference, long; variants: long-sparse, long-nockpt,
+    long-lean, long-shared)."""
     import json as _json
     use_threads(threads)
     if any(m not in ('train', 'sample') for m in modes): raise CLIError(f"--modes must be train and/or sample, got {modes}")
-    for flag, variant in ((sparse, 'long-sparse'), (checkpointing, 'long-nockpt'), (compression, 'long-shared')):
+    flags = ((sparse, 'long-sparse'), (checkpointing, 'long-nockpt'), (checkpointing, 'long-lean'),
+             (compression, 'long-shared'))
+    for flag, variant in flags:
         if flag and variant not in models: models = [*models, variant]
-    rows = run_bench(models, lengths, modes, size, mem_cap_gb, time_cap_s, repeats, out, verbose=not json, ops=ops)
+    rows = run_bench(models, lengths, modes, size, mem_cap_gb, time_cap_s, repeats, out, verbose=not json, ops=ops,
+                     device=device, tf32=not no_tf32)
     summary = bench_summary(rows)
     if json: print(_json.dumps({'rows': rows, **summary}, indent=1))
     else:
@@ -754,7 +811,20 @@ def evaluate(samples: Param("sample structure files or folders (searched recursi
     "Evaluate C-alpha backbones: CA–CA distances, clashes, Rg, P-SEA secondary structure, TM-score diversity and novelty."
     run_evaluate(samples, train, out, max_pairs, max_train, not no_tm, seed)
 
-COMMANDS = {'prepare': prepare, 'train': train, 'sample': sample_cmd, 'demo': demo, 'bench': bench, 'evaluate': evaluate}
+@call_parse
+def plan(length: Param("chain length (residues)", int) = 1024,
+         mode: Param("train or sample", str) = 'train',
+         model: Param("a checkpoint (.pt), or a model: long or reference", str) = 'long',
+         size: Param("model size, for a model name", str) = 'genie',
+         batch: Param("chains per step", int) = 1,
+         max_batch: Param("plan the batch as well, up to this many chains", int) = None,
+         memory_gb: Param("memory budget in GB (default: 85 % of what the device has available now)", float) = None,
+         device: Param("cpu, cuda or auto", str) = 'auto'):
+    "How a step at this length saves memory on this device: the cheapest memory plan that fits, and the others."
+    print_plans(model, size, length, mode, batch, max_batch, memory_gb, device)
+
+COMMANDS = {'prepare': prepare, 'train': train, 'sample': sample_cmd, 'demo': demo, 'bench': bench, 'plan': plan,
+            'evaluate': evaluate}
 
 # Failures a user can meet with correct software: bad arguments or files, a full or read-only disk, a held run folder,
 # a run that diverges, too little memory. They are reported in one line; anything else is a bug and keeps its traceback.

@@ -4,23 +4,26 @@
 
 # %% ../nbs/10_denoiser.ipynb #69da1ae2
 from __future__ import annotations
-from dataclasses import dataclass, field, asdict, replace
+from dataclasses import dataclass, field, fields, asdict, replace
+import warnings
 import numpy as np
 import torch
 from torch import nn, Tensor
 
 from .protein import frenet_frames, LOCAL_CHAIN
+from .train import Callback
 from .reference import GenieDenoiser, ReferenceConfig, SingleFeatureNet, check_denoiser_inputs, peak_rss_subprocess
 from .factorized_pairs import FactorizedPairFeatureNet, AdaptiveFactorizationRank
 from .pair_transform import FactorizedPairTransformNet
-from .structure import FlashStructureNet, AdaptiveMHCConfig
+from .structure import FlashStructureNet, MHCConfig
 from .sparse_pairs import SparseKNNPairSelector, SparsePairFeatureNet, SparseStructureNet
-from .compression import CheckpointConfig, CompressedStructureNet, share_layers, sharing_schedule
+from .compression import CompressedStructureNet, share_layers, sharing_schedule, available_memory_gb
 
 # %% auto #0
-__all__ = ['LONG_SIZES', 'LongSequenceConfig', 'memory_policy', 'checkpoint_switches', 'long_config', 'LongSequenceDenoiser',
+__all__ = ['RETIRED_FIELDS', 'LONG_SIZES', 'LongSequenceConfig', 'long_config', 'LongSequenceDenoiser', 'MemoryPlan',
            'model_dims', 'MemoryEstimator', 'saved_bytes_by_component', 'calibrate_saved', 'make_step',
            'count_aten_ops', 'measure_peak_rss', 'calibrate_rss', 'dense_pair_widths', 'DenseMemoryEstimator',
+           'DoesNotFit', 'device_budget_gb', 'plan_need_gb', 'plan_memory', 'LengthPlanner', 'MemoryPlanCB',
            'loglog_slope', 'bench_summary', 'plot_bench', 'read_bench']
 
 # %% ../nbs/10_denoiser.ipynb #37983c7a
@@ -60,12 +63,8 @@ class LongSequenceConfig:
     ipa_relpos: str | None = "fourier"
     n_ipa_relpos_freq: int = 16
     ipa_chunk_size: int | None = None    # query chunks of the IPA call (None: one call)
-    rank_chunk: int | None = None        # refinement ranks in blocks (checkpointed in training); None: all at once
-    checkpoint_structure: bool = False   # recompute each structure layer in backward
-    checkpoint_pair_transform: bool = False  # recompute each pair-transform layer in backward
-    pair_chunk_size: int | None = None   # residue chunks inside pair-transform layers (recomputed in backward); None: whole chain
     use_mhc: bool = True
-    mhc: AdaptiveMHCConfig = field(default_factory=AdaptiveMHCConfig)
+    mhc: MHCConfig = field(default_factory=MHCConfig)
     sparse_k: int = 32                   # pair_mode="sparse": neighbours per residue (hybrid selection: k = 32, window w = 3)
     sparse_strategy: str = "hybrid"
     sparse_local_window: int = 3
@@ -74,7 +73,7 @@ class LongSequenceConfig:
     sharing_block_size: int = 4          # M, repeats per block for sharing="block"
 
     def __post_init__(self):
-        if isinstance(self.mhc, dict): self.mhc = AdaptiveMHCConfig(**self.mhc)  # from a checkpoint's asdict()
+        if isinstance(self.mhc, dict): self.mhc = MHCConfig(**self.mhc)  # from a checkpoint's asdict()
         if self.preset not in ("exact", "design"): raise ValueError(f"preset must be 'exact' or 'design', got {self.preset!r}")
         if self.pair_mode not in ("factorized", "sparse", "dense"):
             raise ValueError(f"pair_mode must be 'factorized', 'sparse' or 'dense', got {self.pair_mode!r}")
@@ -97,43 +96,31 @@ class LongSequenceConfig:
         return cls(**{**kw, **overrides})
 
     @classmethod
-    def from_length(cls, L: int, memory_gb: float | None = None, **overrides) -> "LongSequenceConfig":
-        """Genie sizes with the rank of `AdaptiveFactorizationRank` for length `L` (within `memory_gb` if given) and the
-        memory switches of `memory_policy(L)`."""
-        base = cls(**{**memory_policy(L), **overrides})
-        modelled = memory_gb and base.pair_mode == 'factorized'      # the estimator models the factor trunk
-        est = (lambda r: MemoryEstimator().estimate(cls(**{**asdict(base), 'rank': r}), L)['total']) if modelled else None
-        rank = AdaptiveFactorizationRank().get_rank(L, memory_gb, est)
-        mhc = base.mhc.for_length(L, memory_gb) if memory_gb else base.mhc
-        return cls(**{**asdict(base), 'rank': rank, 'mhc': mhc})
+    def from_length(cls, L: int, **overrides) -> "LongSequenceConfig":
+        "Genie sizes with the factorisation rank `AdaptiveFactorizationRank` gives length `L` (16 up to 256 residues, ...)."
+        return cls(**{'rank': AdaptiveFactorizationRank().get_rank(L), **overrides})
 
-def memory_policy(L: int) -> dict:
-    """Memory switches by length (this project's length rule, for the layers this model has): from 256 residues on,
-    refinement ranks run in blocks of 4, structure and pair-transform layers are recomputed in backward, and the
-    pair-transform layers work in residue chunks of 128. There the saved activations start to outweigh the ~0.3 GB the
-    runtime itself takes. They change no weight and no result, only memory and time."""
-    on = L >= 256
-    return dict(rank_chunk=4 if on else None, checkpoint_structure=on, checkpoint_pair_transform=on,
-                pair_chunk_size=128 if on else None)
+    @classmethod
+    def from_dict(cls, d: dict) -> "LongSequenceConfig":
+        """The config a checkpoint describes (`asdict` of this class). Fields of older versions that were memory
+        switches (now a `MemoryPlan`, decided per run) are dropped; any other unknown field is an error naming it."""
+        d = {k: v for k, v in d.items() if k not in RETIRED_FIELDS}
+        if isinstance(d.get('mhc'), dict): d['mhc'] = {k: v for k, v in d['mhc'].items() if k != 'saved_per_element'}
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        if unknown: raise ValueError(f"unknown config field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}")
+        return cls(**d)
 
-def checkpoint_switches(ckpt: CheckpointConfig) -> dict:
-    """The config switches that realise a `CheckpointConfig` (08_compression) in this model: `checkpoint_triangles` runs the
-    TriMul/attention/transition work of each pair-transform layer in residue chunks of 128, each recomputed in
-    backward; `checkpoint_pairs` recomputes each pair-transform layer and runs the refinement ranks in checkpointed
-    blocks of 4; `checkpoint_structure` recomputes each structure layer. `memory_policy(L)` is all three from L=256."""
-    on = lambda part: ckpt.enabled and getattr(ckpt, f"checkpoint_{part}")
-    return dict(pair_chunk_size=128 if on("triangles") else None, checkpoint_pair_transform=on("pairs"),
-                rank_chunk=4 if on("pairs") else None, checkpoint_structure=on("structure"))
+# memory switches that older versions kept in the config: a built model's `MemoryPlan` now
+RETIRED_FIELDS = ('rank_chunk', 'checkpoint_structure', 'checkpoint_pair_transform', 'pair_chunk_size')
 
 LONG_SIZES = {"tiny": LongSequenceConfig.tiny, "genie": LongSequenceConfig.genie}
 
 def long_config(size: str = "genie", L: int | None = None, **overrides) -> LongSequenceConfig:
     """The named size ('tiny' or 'genie') with optional field overrides. Given a working length `L`, the `genie` size
-    takes its rank from `AdaptiveFactorizationRank` and both sizes take `memory_policy(L)`."""
+    takes its rank from `AdaptiveFactorizationRank` (the rank is part of the architecture: it sets the weights)."""
     if size not in LONG_SIZES: raise ValueError(f"unknown size {size!r}; choose one of {sorted(LONG_SIZES)}")
-    if L is None: return LONG_SIZES[size](**overrides)
-    if size == 'genie': return LongSequenceConfig.from_length(L, **overrides)
-    return LONG_SIZES[size](**{**memory_policy(L), **overrides})
+    if L is not None and size == 'genie': return LongSequenceConfig.from_length(L, **overrides)
+    return LONG_SIZES[size](**overrides)
 
 # %% ../nbs/10_denoiser.ipynb #acb2e423
 class LongSequenceDenoiser(nn.Module):
@@ -144,6 +131,7 @@ class LongSequenceDenoiser(nn.Module):
         super().__init__()
         self.config = c = config or LongSequenceConfig()
         self.chain = LOCAL_CHAIN   # where the residues live: all here, or split across processes (09)
+        self.memory_plan = None    # how a step saves memory: a `MemoryPlan` applied to the built model (below)
         if c.pair_mode == "dense":  # the 00b reference at the same sizes: the parity path
             self.dense = GenieDenoiser(ReferenceConfig(
                 c_s=c.c_s, c_p=c.c_p, c_pos_emb=c.c_pos_emb, c_timestep_emb=c.c_timestep_emb, n_timestep=c.n_timestep,
@@ -160,42 +148,34 @@ class LongSequenceDenoiser(nn.Module):
             self.edge_feature_net = SparsePairFeatureNet(c.c_s, c.c_p)
             self.structure_net = SparseStructureNet(
                 c.c_s, c.c_p, c.c_hidden_ipa, c.n_head_ipa, c.n_qk_point, c.n_v_point, c.n_structure_layer, c.ipa_dropout,
-                c.n_structure_transition_layer, c.structure_transition_dropout, c.use_mhc, c.mhc, c.sparse_chunk_size,
-                c.checkpoint_structure)
+                c.n_structure_transition_layer, c.structure_transition_dropout, c.use_mhc, c.mhc, c.sparse_chunk_size)
             if c.sharing != "none":  # tie the layers in place (mHC maps stay per depth), as CompressedStructureNet does
                 share_layers(self.structure_net.layers, c.sharing, c.sharing_block_size)
                 self.structure_net.sharing = c.sharing
             return
         self.pair_feature_net = FactorizedPairFeatureNet(
             c.c_s, c.c_p, c.rank, c.preset, c.n_refine_layers, c.pos_emb_max_len, c.relpos_freqs, c.template,
-            c.chunk_size, c.template_rank, rank_chunk=c.rank_chunk)
+            c.chunk_size, c.template_rank)
         self.pair_transform_net = FactorizedPairTransformNet(
             c.c_p, self.pair_feature_net.rank_total, c.n_pair_transform_layer, c.preset, c.include_tri_att, c.c_hidden_mul,
-            c.n_head_tri, c.c_hidden_tri_att, tri_dropout=c.tri_dropout, pair_transition_n=c.pair_transition_n,
-            chunk_size=c.pair_chunk_size, checkpoint_layers=c.checkpoint_pair_transform)
+            c.n_head_tri, c.c_hidden_tri_att, tri_dropout=c.tri_dropout, pair_transition_n=c.pair_transition_n)
         kw = dict(c_s=c.c_s, c_p=c.c_p, rank=self.pair_feature_net.rank_total, c_ipa_pair=c.c_ipa_pair,
                   c_hidden_ipa=c.c_hidden_ipa, n_head_ipa=c.n_head_ipa, n_qk_point=c.n_qk_point, n_v_point=c.n_v_point,
                   n_layer=c.n_structure_layer, ipa_dropout=c.ipa_dropout, n_transition_layer=c.n_structure_transition_layer,
                   transition_dropout=c.structure_transition_dropout, use_mhc=c.use_mhc, mhc=c.mhc, ipa="flash",
                   relpos=c.ipa_relpos, n_relpos_freq=c.n_ipa_relpos_freq, relpos_max_len=c.pos_emb_max_len,
-                  chunk_size=c.ipa_chunk_size, checkpoint_layers=c.checkpoint_structure)
+                  chunk_size=c.ipa_chunk_size)
         self.structure_net = (FlashStructureNet(**kw) if c.sharing == "none" else
                               CompressedStructureNet(sharing=c.sharing, block_size=c.sharing_block_size, **kw))
 
-    def set_memory_policy(self, L: int):
-        "Apply `memory_policy(L)` to a built model (e.g. one loaded from a checkpoint, before sampling at length L)."
-        if self.config.pair_mode == 'dense': return self
-        p = memory_policy(L)
-        self.structure_net.checkpoint_layers = p['checkpoint_structure']
-        if self.config.pair_mode == 'factorized':
-            for layer in self.pair_feature_net.refine: layer.rank_chunk = p['rank_chunk']
-            self.pair_transform_net.checkpoint_layers = p['checkpoint_pair_transform']
-            self.pair_transform_net.set_chunk_size(p['pair_chunk_size'])
-        for k, v in p.items(): setattr(self.config, k, v)
-        return self
-
     @property
     def rank_total(self) -> int: return self.pair_feature_net.rank_total
+
+    def compile_core(self, **kw) -> "LongSequenceDenoiser":
+        """Compile the frames-in/frames-out core, `forward_frames`, with `torch.compile(**kw)`: inputs are checked
+        (and frames built) outside it, in `forward`. The weights and the state dict are those of the model."""
+        self.forward_frames = torch.compile(self.forward_frames, **kw)   # an instance attribute: the method stays
+        return self
 
     def forward_frames(self, rots: Tensor, trans: Tensor, t: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         "Frames (rots [b,l,3,3], trans [b,l,3]) in, updated frames out (Genie's frames-in/frames-out core)."
@@ -215,18 +195,72 @@ class LongSequenceDenoiser(nn.Module):
         _, trans_out = self.forward_frames(rots, x_t, t, mask)
         return (x_t - trans_out.to(x_t.dtype)) * mask[..., None]
 
+# %% ../nbs/10_denoiser.ipynb #90551f9b
+@dataclass(frozen=True, kw_only=True)
+class MemoryPlan:
+    """How one step of `LongSequenceDenoiser` trades time for memory, and the batch it runs; `plan_memory` chooses
+    one from the device's memory and the calibrated `MemoryEstimator`. No saving changes a result."""
+    checkpoint_structure: bool = False       # recompute each structure layer in backward
+    checkpoint_pair_transform: bool = False  # recompute each pair-transform layer in backward
+    rank_chunk: int | None = None            # refinement ranks in checkpointed blocks
+    pair_chunk: int | None = None            # pair-transform layers in residue chunks, each recomputed in backward
+    batch: int = 1
+    need_gb: float | None = None             # the estimated peak, when an estimator modelled it
+    budget_gb: float | None = None           # the memory it was planned for
+
+    @classmethod
+    def ladder(cls) -> list["MemoryPlan"]:
+        "The plans from no saving to all of them, each adding the next saving of the table above."
+        steps = [{}, dict(checkpoint_pair_transform=True), dict(checkpoint_structure=True), dict(rank_chunk=4),
+                 dict(pair_chunk=128)]
+        return [cls(**{k: v for s in steps[:i + 1] for k, v in s.items()}) for i in range(len(steps))]
+
+    @classmethod
+    def lean(cls, **kw) -> "MemoryPlan": return replace(cls.ladder()[-1], **kw)
+
+    def savings(self) -> str:
+        "The savings in words, e.g. 'structure and pair-transform layers recomputed, rank blocks of 4'."
+        parts = [' and '.join(p for p, on in (('pair-transform', self.checkpoint_pair_transform),
+                                               ('structure', self.checkpoint_structure)) if on)]
+        parts[0] = f"{parts[0]} layers recomputed" if parts[0] else ''
+        if self.rank_chunk: parts.append(f"rank blocks of {self.rank_chunk}")
+        if self.pair_chunk: parts.append(f"residue chunks of {self.pair_chunk}")
+        return ', '.join(p for p in parts if p) or 'no saving (fastest)'
+
+    def __str__(self) -> str:
+        fit = f"; about {self.need_gb:.2f} of {self.budget_gb:.1f} GB" if self.need_gb is not None else ''
+        return f"batch {self.batch}, {self.savings()}{fit}"
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        "Set this plan's savings on a built `LongSequenceDenoiser` (unwrapped from DDP if need be); returns it."
+        m = model
+        while hasattr(m, 'module'): m = m.module
+        if not isinstance(m, LongSequenceDenoiser) or m.config.pair_mode == 'dense': return model
+        m.structure_net.checkpoint_layers = self.checkpoint_structure
+        if m.config.pair_mode == 'factorized':
+            for layer in m.pair_feature_net.refine: layer.rank_chunk = self.rank_chunk
+            m.pair_transform_net.checkpoint_layers = self.checkpoint_pair_transform
+            m.pair_transform_net.set_chunk_size(self.pair_chunk)
+        m.memory_plan = self
+        return model
+
 # %% ../nbs/10_denoiser.ipynb #2cea3cbb
 def model_dims(config: LongSequenceConfig) -> dict:
     "Parameter count, trunk rank R_tot and Flash-IPA's padded head width d̃ of the model a config builds (on the meta device)."
-    with torch.device('meta'): m = LongSequenceDenoiser(config)
-    r = m.rank_total
-    return {'parameters': sum(p.numel() for p in m.parameters()), 'rank_total': r,
-            'ipa_width': m.structure_net.layers[0].ipa.widths(r)['d']}
+    key = repr(config)
+    if key not in _DIMS:   # a plan asks for many estimates of one config
+        with torch.device('meta'): m = LongSequenceDenoiser(config)
+        r = m.rank_total
+        _DIMS[key] = {'parameters': sum(p.numel() for p in m.parameters()), 'rank_total': r,
+                      'ipa_width': m.structure_net.layers[0].ipa.widths(r)['d']}
+    return dict(_DIMS[key])
+
+_DIMS = {}
 
 @dataclass
 class MemoryEstimator:
     """Peak bytes of a train or sample step of `LongSequenceDenoiser`, from calibrated per-element constants,
-    with glibc's mmap threshold pinned (as in the bench). The pair-transform switches of `memory_policy` are modelled:
+    with glibc's mmap threshold pinned (as in the bench). The savings of a `MemoryPlan` are modelled:
     checkpointed layers keep their boundaries and recompute one layer at a time; residue chunks shrink what a layer
     saves (k_tc instead of k_t) and its backward working set (w_t, measured on chunked layers; an unchunked layer's is
     taken as w_t k_t / k_tc). Checkpointed structure layers and refinement rank blocks are modelled the same way: saved
@@ -248,29 +282,30 @@ class MemoryEstimator:
                 'ipa': L * c.n_head_ipa * w * c.n_structure_layer * batch,
                 'layer': L * (c.n_head_ipa * w + r * c.c_p) * batch}
 
-    def estimate(self, config: LongSequenceConfig, L: int, batch: int = 1, mode: str = 'train', bytes_per_el: int = 4) -> dict:
-        "Bytes per component and 'total' for a train or sample step at length L."
+    def estimate(self, config: LongSequenceConfig, L: int, batch: int = 1, mode: str = 'train', bytes_per_el: int = 4,
+                 plan: MemoryPlan | None = None) -> dict:
+        "Bytes per component and 'total' for a train or sample step at length L with the savings of `plan` (none)."
         if mode not in ('train', 'sample'): raise ValueError(f"mode must be 'train' or 'sample', got {mode!r}")
         if config.pair_mode != 'factorized': raise ValueError("MemoryEstimator models pair_mode='factorized'")
-        c, b, dims = config, bytes_per_el, model_dims(config)     # builds the model on the meta device: once per call
+        c, p, b, dims = config, plan or MemoryPlan(), bytes_per_el, model_dims(config)     # builds the model on the meta device: once per call
         u = self.units(config, L, batch, dims)
         P, r = dims['parameters'], dims['rank_total']
         if mode == 'train':
-            k_layer = self.k_tc if c.pair_chunk_size is not None else self.k_t
-            w_layer = self.w_t if c.pair_chunk_size is not None else self.w_t * self.k_t / max(self.k_tc, 1e-9)
+            k_layer = self.k_tc if p.pair_chunk is not None else self.k_t
+            w_layer = self.w_t if p.pair_chunk is not None else self.w_t * self.k_t / max(self.k_tc, 1e-9)
             kept = {'single': self.k_s * u['single'], 'pair_factors': self.k_f * u['pair_factors'],
                     'pair_transform': k_layer * u['pair_transform'], 'ipa': self.k_a * u['ipa']}
             # checkpointed parts keep their boundaries and recompute one layer (or rank block) at a time in backward;
             # those recomputations happen one after the other, so only the largest counts towards the peak
             redo = {}
-            if c.checkpoint_structure:
+            if p.checkpoint_structure:
                 redo['structure'] = (kept['single'] + kept['ipa']) / c.n_structure_layer
                 kept['single'], kept['ipa'] = u['single'], 0.0          # the streams at each layer boundary
-            if c.rank_chunk and c.rank_chunk < r and c.n_refine_layers:
+            if p.rank_chunk and p.rank_chunk < r and c.n_refine_layers:
                 per = u['pair_factors'] / (c.n_refine_layers + 1)        # L R_tot C: the feature part runs plain
-                redo['refine'] = self.k_f * per * c.rank_chunk / r
+                redo['refine'] = self.k_f * per * p.rank_chunk / r
                 kept['pair_factors'] = self.k_f * per + 2 * c.n_refine_layers * per
-            if c.checkpoint_pair_transform:
+            if p.checkpoint_pair_transform:
                 redo['pair_transform'] = k_layer * u['pair_layer']
                 kept['pair_transform'] = 2 * u['pair_transform']        # (f_left, f_right) at each layer boundary
             out = {'parameters': P * b, 'gradients': P * 4, 'optimizer': P * 8, **{k: v * b for k, v in kept.items()},
@@ -282,10 +317,11 @@ class MemoryEstimator:
         return out
 
     def max_length(self, config: LongSequenceConfig, budget: float, batch: int = 1, mode: str = 'sample',
-                   limit: int = 2**20) -> int:
-        """The largest L (≤ `limit`) whose estimated peak, with the memory switches of `memory_policy(L)`, fits `budget`
-        bytes; 0 if not even L = 3 fits. A bisection: the estimate grows with L."""
-        fits = lambda L: self.estimate(replace(config, **memory_policy(L)), L, batch, mode)['total'] <= budget
+                   limit: int = 2**20, plan: MemoryPlan | None = None) -> int:
+        """The largest L (≤ `limit`) whose estimated peak with `plan` (default: every saving) fits `budget` bytes;
+        0 if not even L = 3 fits. A bisection: the estimate grows with L."""
+        plan = plan or MemoryPlan.lean()
+        fits = lambda L: self.estimate(config, L, batch, mode, plan=plan)['total'] <= budget
         if not fits(3): return 0
         lo, hi = 3, limit
         if fits(hi): return hi
@@ -325,16 +361,15 @@ def saved_bytes_by_component(model: LongSequenceDenoiser, L: int, batch: int = 1
         for h in handles: h.remove()
     return totals
 
-def calibrate_saved(config: LongSequenceConfig, lengths=(64, 128, 256)) -> dict:
+def calibrate_saved(config: LongSequenceConfig, lengths=(64, 128, 256), pair_chunk: int | None = None) -> dict:
     """Fit k_s, k_f, k_t, k_a (saved tensors per element) as the slopes of `saved_bytes_by_component` against the unit
-    counts; with `config.pair_chunk_size` set, the pair-transform slope is k_tc. Layer checkpointing must be off
-    (it would hide the layers' own tensors)."""
-    if config.checkpoint_pair_transform or config.checkpoint_structure or config.rank_chunk:
-        raise ValueError("calibrate_saved: use a config without layer checkpointing or rank blocks")
+    counts; with `pair_chunk` (residue chunks in the pair-transform layers), the pair-transform slope is k_tc. No layer
+    is recomputed here: checkpointing would hide the layers' own tensors."""
     torch.manual_seed(0)
-    model, est, ks = LongSequenceDenoiser(config), MemoryEstimator(), {}
+    model, est, ks = MemoryPlan(pair_chunk=pair_chunk).apply(LongSequenceDenoiser(config)), MemoryEstimator(), {}
     meas = [saved_bytes_by_component(model, L) for L in lengths]
-    for comp, k in (('single', 'k_s'), ('pair_factors', 'k_f'), ('pair_transform', 'k_tc' if config.pair_chunk_size else 'k_t'), ('ipa', 'k_a')):
+    names = (('single', 'k_s'), ('pair_factors', 'k_f'), ('pair_transform', 'k_tc' if pair_chunk else 'k_t'), ('ipa', 'k_a'))
+    for comp, k in names:
         u = np.array([est.units(config, L)[comp] * 4 for L in lengths], float)
         if not u.any(): continue                 # the component is absent (e.g. no pair-transform layers)
         y = np.array([m[comp] for m in meas], float)
@@ -343,18 +378,24 @@ def calibrate_saved(config: LongSequenceConfig, lengths=(64, 128, 256)) -> dict:
 
 # %% ../nbs/10_denoiser.ipynb #cadbd601
 def make_step(model: nn.Module, L: int, mode: str = 'train', batch: int = 1, seed: int = 0):
-    "A closure running one train step (ε-loss, backward, Adam) or one sample step (no-grad forward) at length L."
+    """A closure running one train step (ε-loss, backward, fused Adam) or one sample step (no-grad forward) at length L,
+    on the device of `model`."""
     if mode not in ('train', 'sample'): raise ValueError(f"mode must be 'train' or 'sample', got {mode!r}")
     from genie_long.diffusion import GenieSchedule, training_loss
+    dev = next(model.parameters()).device
     g = torch.Generator().manual_seed(seed)
-    steps = torch.randn(batch, L, 3, generator=g); x0 = (3.8 * steps / steps.norm(dim=-1, keepdim=True)).cumsum(1)
-    mask = torch.ones(batch, L)
+    steps = torch.randn(batch, L, 3, generator=g)
+    x0, mask = (3.8 * steps / steps.norm(dim=-1, keepdim=True)).cumsum(1).to(dev), torch.ones(batch, L, device=dev)
     if mode == 'train':
-        opt, schedule = torch.optim.Adam(model.parameters(), lr=1e-4), GenieSchedule()
+        opt, schedule = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True), GenieSchedule().to(dev)
         def step():
-            loss = training_loss(model, schedule, x0, mask); opt.zero_grad(); loss.backward(); opt.step()
+            loss = training_loss(model, schedule, x0, mask)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
     else:
-        model.eval(); t = torch.full((batch,), 500, dtype=torch.long)
+        model.eval()
+        t = torch.full((batch,), 500, dtype=torch.long, device=dev)
         def step():
             with torch.no_grad(): model(x0, t, mask)
     return step
@@ -371,21 +412,26 @@ def count_aten_ops(step) -> int:
     with Count(): step()
     return Count.n
 
-def measure_peak_rss(config: LongSequenceConfig, L: int, mode: str = 'train', pin: bool = True) -> int:
-    """Peak RSS (bytes) of a fresh process that builds the model and runs one step of `mode` at length L; with `pin`,
-    glibc's mmap threshold is pinned first (`pin_mmap_threshold`), as `genie-long bench` does."""
+def measure_peak_rss(config: LongSequenceConfig, L: int, mode: str = 'train', pin: bool = True,
+                     plan: MemoryPlan | None = None) -> int:
+    """Peak RSS (bytes) of a fresh process that builds the model, applies `plan` and runs one step of `mode` at length
+    L; with `pin`, glibc's mmap threshold is pinned first (`pin_mmap_threshold`), as `genie-long bench` does."""
     code = (("from genie_long.reference import pin_mmap_threshold\npin_mmap_threshold()\n" if pin else "") +
-            f"import torch\nfrom genie_long.denoiser import LongSequenceDenoiser, LongSequenceConfig, make_step\n"
+            f"import torch\nfrom genie_long.denoiser import LongSequenceDenoiser, LongSequenceConfig, MemoryPlan, make_step\n"
             f"torch.manual_seed(0)\nm = LongSequenceDenoiser(LongSequenceConfig(**{asdict(config)!r}))\n"
+            f"MemoryPlan(**{asdict(plan or MemoryPlan())!r}).apply(m)\n"
             f"make_step(m, {L}, {mode!r})()\n")
     return peak_rss_subprocess(code)
 
-def calibrate_rss(config: LongSequenceConfig, lengths=(128, 256), est: MemoryEstimator | None = None) -> MemoryEstimator:
+def calibrate_rss(config: LongSequenceConfig, lengths=(128, 256), est: MemoryEstimator | None = None,
+                  plan: MemoryPlan | None = None) -> MemoryEstimator:
     """Fit working-set factors and runtime constants of `est` to measured peak RSS (mmap threshold pinned) at `lengths`:
     per mode, one slope and one intercept. Sample: w_sample. Train: w_train on the model without pair-transform layers,
-    then, if `config` has them, w_t (the backward working set of one pair-transform layer) with w_train kept."""
+    then, if `config` has them, w_t (the backward working set of one pair-transform layer) with w_train kept. Every
+    step runs with `plan`'s savings (none)."""
     est = est or MemoryEstimator()
-    if config.n_pair_transform_layer > 0: est = calibrate_rss(replace(config, n_pair_transform_layer=0), lengths, est)
+    if config.n_pair_transform_layer > 0:
+        est = calibrate_rss(replace(config, n_pair_transform_layer=0), lengths, est, plan)
     fit = {}
     for mode in ('train', 'sample'):
         w_name = 'w_t' if mode == 'train' and config.n_pair_transform_layer > 0 else f'w_{mode}'
@@ -393,9 +439,9 @@ def calibrate_rss(config: LongSequenceConfig, lengths=(128, 256), est: MemoryEst
         probe = MemoryEstimator(**{**asdict(est), w_name: 0.0})
         rows = []
         for L in lengths:
-            e = probe.estimate(config, L, mode=mode)
+            e = probe.estimate(config, L, mode=mode, plan=plan)
             known = e['total'] - e['runtime']
-            rows.append((probe.units(config, L)[unit] * 4, measure_peak_rss(config, L, mode) - known))
+            rows.append((probe.units(config, L)[unit] * 4, measure_peak_rss(config, L, mode, plan=plan) - known))
         u, y = np.array(rows, float).T
         w, m0 = np.polyfit(u, y, 1)
         fit[w_name], fit[f'runtime_{mode}'] = max(float(w), 0.0), float(m0)
@@ -468,6 +514,80 @@ class DenseMemoryEstimator:
         short = [r['peak_rss'] / central.estimate(r['config'], r['L'], r['batch'])['total'] - 1
                  for r in rows if not r['pinned']]
         return cls(k=float(k), runtime=float(m0), headroom=math.ceil(100 * max([0.0, *short])) / 100)
+
+# %% ../nbs/10_denoiser.ipynb #c7fcf666
+class DoesNotFit(ValueError): "No memory plan fits the budget (the message names the longest chain that would)."
+
+def device_budget_gb(device=None, fraction: float = 0.85) -> float:
+    "What a plan may use on `device`: `fraction` of the memory available there now (GB, 10⁹ B), for the estimate's error."
+    return fraction * available_memory_gb(device)
+
+def _estimator(config):
+    "The estimator that models `config`, or None."
+    if isinstance(config, ReferenceConfig): return DenseMemoryEstimator()
+    if isinstance(config, LongSequenceConfig) and config.pair_mode == 'factorized': return MemoryEstimator()
+    return None
+
+# %% ../nbs/10_denoiser.ipynb #ad06d12a
+def plan_need_gb(model, L: int, plan: MemoryPlan, *, mode: str = 'train', batch: int = 1) -> float | None:
+    "The estimated peak (GB) of a `mode` step of `model` (or its config) with `plan`; None where no estimator models it."
+    config = getattr(model, 'config', model)
+    est = _estimator(config)
+    if est is None or (isinstance(est, DenseMemoryEstimator) and mode == 'train'): return None
+    kw = {'plan': plan} if isinstance(est, MemoryEstimator) else {}
+    return est.estimate(config, L, batch, mode, **kw)['total'] / 1e9
+
+def plan_memory(model, L: int, *, mode: str = 'train', batch: int = 1, max_batch: int | None = None,
+                memory_gb: float | None = None, device=None) -> MemoryPlan:
+    """The cheapest `MemoryPlan` for a `mode` step of `model` (or its config) at length `L` that fits `memory_gb`
+    (default: `device_budget_gb(device)`); with `max_batch`, the largest batch up to it that fits. See above."""
+    if mode not in ('train', 'sample'): raise ValueError(f"mode must be 'train' or 'sample', got {mode!r}")
+    config = getattr(model, 'config', model)
+    budget = memory_gb if memory_gb is not None else device_budget_gb(device)
+    if plan_need_gb(config, L, MemoryPlan(), mode=mode) is None:   # no estimator: the rule the bench measured
+        lean = mode == 'train' and getattr(config, 'pair_mode', None) == 'sparse' and L >= 256
+        return replace(MemoryPlan.lean() if lean else MemoryPlan(), batch=max_batch or batch, budget_gb=budget)
+    ladder = MemoryPlan.ladder() if isinstance(_estimator(config), MemoryEstimator) else [MemoryPlan()]
+    need = lambda plan, b: plan_need_gb(config, L, plan, mode=mode, batch=b)
+    if max_batch is not None:
+        batch = next((b for b in range(max_batch, 0, -1) if need(ladder[-1], b) <= budget), 1)
+    for plan in ladder:
+        if (gb := need(plan, batch)) <= budget: return replace(plan, batch=batch, need_gb=gb, budget_gb=budget)
+    longest = _estimator(config).max_length(config, budget * 1e9, batch, mode)
+    s = 's' if batch > 1 else ''
+    raise DoesNotFit(f"a {mode} step of {batch} chain{s} of {L} residues needs about {gb:.1f} GB even with every "
+                     f"saving, and the budget is {budget:.1f} GB: the longest chain that fits is {longest} residues"
+                     + (" (or use a smaller batch)" if batch > 1 else ""))
+
+# %% ../nbs/10_denoiser.ipynb #b5466449
+class LengthPlanner:
+    """`plan_memory` for one model and budget, by length (cached). Without `max_batch` the batch is fixed, and a length
+    no plan fits runs with every saving after a warning (the estimate is conservative), rather than stopping a run."""
+    def __init__(self, model, *, mode: str = 'train', batch: int = 1, max_batch: int | None = None,
+                 memory_gb: float | None = None, device=None):
+        self.model, self.mode, self.batch, self.max_batch = model, mode, batch, max_batch
+        self.memory_gb = memory_gb if memory_gb is not None else device_budget_gb(device)
+        self.plans = {}
+
+    def __call__(self, L: int) -> MemoryPlan:
+        if L not in self.plans: self.plans[L] = self._plan(L)
+        return self.plans[L]
+
+    def _plan(self, L: int) -> MemoryPlan:
+        kw = dict(mode=self.mode, batch=self.batch, max_batch=self.max_batch, memory_gb=self.memory_gb)
+        try: return plan_memory(self.model, L, **kw)
+        except DoesNotFit as e:
+            if self.max_batch is not None: raise
+            warnings.warn(f"{e}; trying anyway with every saving")
+            return MemoryPlan.lean(batch=self.batch, budget_gb=self.memory_gb)
+
+    def get_batch_size(self, L: int) -> int: return self(L).batch
+
+class MemoryPlanCB(Callback):
+    "Before each training step: the plan of `planner` for the batch's length, applied to the model."
+    order = -10
+    def __init__(self, planner: LengthPlanner): self.planner = planner
+    def before_step(self): self.planner(self.learn.batch['mask'].shape[1]).apply(self.learn.model)
 
 # %% ../nbs/10_denoiser.ipynb #39d7933b
 def loglog_slope(ls, ys) -> float:

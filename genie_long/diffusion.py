@@ -39,8 +39,8 @@ class GenieSchedule(nn.Module):
         self.T, self.n_steps = T, n_steps
         if n_steps == T: timesteps, betas = torch.arange(T), full
         else:
-            timesteps = torch.linspace(0, T - 1, n_steps, dtype=torch.float64).round().long() if n_steps > 1 \
-                else torch.tensor([T - 1])
+            timesteps = (torch.linspace(0, T - 1, n_steps, dtype=torch.float64).round().long() if n_steps > 1
+                         else torch.tensor([T - 1]))
             abar = torch.cumprod(1 - full, 0)[timesteps]
             betas = 1 - abar / torch.cat([abar.new_ones(1), abar[:-1]])
         alphas = 1 - betas
@@ -82,12 +82,13 @@ def q_sample(schedule: GenieSchedule, x0: Tensor, t: Tensor | int, mask: Tensor,
     _check_xm(x0, mask)
     m = mask.to(x0.dtype)[..., None]
     t = torch.as_tensor(t, device=x0.device).long()
-    if t.shape not in ((), (x0.shape[0],)): raise ValueError(f"t must be an int or [{x0.shape[0]}], got {tuple(t.shape)}")
+    if t.shape not in ((), (x0.shape[0],)):
+        raise ValueError(f"t must be an int or [{x0.shape[0]}], got {tuple(t.shape)}")
     t = t.expand(x0.shape[0])
     if ((t < 0) | (t >= len(schedule))).any(): raise ValueError(f"t must be in 0..{len(schedule) - 1}")
     eps = (_randn(x0.shape, x0, generator) if eps is None else eps.to(x0)) * m
-    x_t = _at(schedule.sqrt_alpha_bars, t, x0) * centre_coords(x0, mask) + \
-          _at(schedule.sqrt_one_minus_alpha_bars, t, x0) * eps
+    x_t = (_at(schedule.sqrt_alpha_bars, t, x0) * centre_coords(x0, mask) +
+           _at(schedule.sqrt_one_minus_alpha_bars, t, x0) * eps)
     return x_t * m, eps
 
 # %% ../nbs/00a_diffusion.ipynb #5e47d7de
@@ -100,6 +101,7 @@ def eps_loss_sum(eps_hat: Tensor, eps: Tensor, mask: Tensor) -> tuple[Tensor, Te
     m = mask.to(eps_hat.dtype)
     return (m * ((eps_hat - eps).pow(2).sum(-1) + 1e-10).sqrt()).sum(), m.sum()
 
+# %% ../nbs/00a_diffusion.ipynb #1a349c05
 def eps_loss(eps_hat: Tensor, eps: Tensor, mask: Tensor) -> Tensor:
     """Genie's ε-loss (`utils/loss.py` `rmsd`): mean over the valid residues of the batch of
     $\\sqrt{\\lVert\\hat\\epsilon-\\epsilon\\rVert^2+10^{-10}}$."""
@@ -110,8 +112,8 @@ def eps_loss(eps_hat: Tensor, eps: Tensor, mask: Tensor) -> Tensor:
 # %% ../nbs/00a_diffusion.ipynb #522caf3e
 def noised_prediction(model, schedule: GenieSchedule, x0: Tensor, mask: Tensor,
                       generator: torch.Generator | None = None) -> dict:
-    """The random part of one training step: draw a step index k ~ U{0..len-1} per sample and ε, noise the centred `x0`,
-    call `model(x_t, t, mask)`. Returns `k`, `x_t`, `eps`, `eps_hat` and the float mask `m`."""
+    """The random part of one training step: draw a step index k ~ U{0..len-1} per sample and ε, noise the centred
+    `x0`, call `model(x_t, t, mask)`. Returns `k`, `x_t`, `eps`, `eps_hat` and the float mask `m`."""
     _check_xm(x0, mask)
     dev = generator.device if generator is not None else x0.device
     k = torch.randint(0, len(schedule), (x0.shape[0],), generator=generator, device=dev).to(x0.device)
@@ -119,6 +121,7 @@ def noised_prediction(model, schedule: GenieSchedule, x0: Tensor, mask: Tensor,
     m = mask.to(x0.dtype)
     return dict(k=k, x_t=x_t, eps=eps, eps_hat=model(x_t, schedule.timesteps.to(x0.device)[k], m), m=m)
 
+# %% ../nbs/00a_diffusion.ipynb #40ac3c0e
 def training_loss(model, schedule: GenieSchedule, x0: Tensor, mask: Tensor,
                   generator: torch.Generator | None = None) -> Tensor:
     """One Genie training objective (`Diffusion.training_step`): centre `x0` on the masked mean, draw
@@ -136,11 +139,13 @@ def eval_mode(model):
     finally:
         if was_training is not None: model.train(was_training)
 
+# %% ../nbs/00a_diffusion.ipynb #a24062e2
 @torch.no_grad()
 def eps_error_by_step(model, schedule: GenieSchedule, x0: Tensor, mask: Tensor, steps: Sequence[int],
                       seed: int = 0) -> dict[int, float]:
-    """Genie's ε-loss of `model` at each of the schedule's `steps` (indices into `schedule`), on the centred `x0` [b,l,3]
-    noised with one draw of ε (from `seed`) for all steps; the model in eval mode (its mode is restored)."""
+    """Genie's ε-loss of `model` at each of the schedule's `steps` (indices into `schedule`), on the centred
+    `x0` [b,l,3] noised with one draw of ε (from `seed`) for all steps; the model in eval mode (its mode is
+    restored)."""
     _check_xm(x0, mask)
     eps = _randn(x0.shape, x0, torch.Generator(device=x0.device).manual_seed(seed))
     m, out = mask.to(x0.dtype), {}
@@ -158,7 +163,8 @@ def _progress(it, show: bool, comment: str = ""):
     except Exception as e:   # a progress bar is cosmetic: never fail a sampling run over it
         warnings.warn(f"fastprogress unavailable ({type(e).__name__}: {e}); sampling without a progress bar")
         return it
-    pb = progress_bar(it, leave=False); pb.comment = comment
+    pb = progress_bar(it, leave=False)
+    pb.comment = comment
     return pb
 
 def _model_device(model) -> torch.device:
@@ -189,6 +195,45 @@ def _sample_batch(model, schedule: GenieSchedule, mask: Tensor, noise_scale: flo
         if trajectory_every and ((n - k) % trajectory_every == 0 or k == 0): traj.append(x.cpu())
     return x, traj
 
+# %% ../nbs/00a_diffusion.ipynb #afef020a
+def _check_sample_args(lengths, n_per_length, noise_scale, batch_size, return_trajectory, trajectory_every) -> list:
+    "Check `sample`'s arguments; returns `lengths` as a list."
+    lengths = [lengths] if isinstance(lengths, int) else list(lengths)
+    if not lengths: raise ValueError("lengths is empty")
+    for n in lengths:
+        if not isinstance(n, int) or isinstance(n, bool) or n < 3:
+            raise ValueError(f"every length must be an int >= 3 (Frenet frames need 3 residues), got {n!r}")
+    if not isinstance(n_per_length, int) or n_per_length < 1:
+        raise ValueError(f"n_per_length must be an int >= 1, got {n_per_length!r}")
+    if not (isinstance(noise_scale, (int, float)) and math.isfinite(noise_scale) and noise_scale >= 0):
+        raise ValueError(f"noise_scale must be a finite number >= 0, got {noise_scale!r}")
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be an int >= 1 or None, got {batch_size!r}")
+    if return_trajectory and (not isinstance(trajectory_every, int) or trajectory_every < 1):
+        raise ValueError(f"trajectory_every must be an int >= 1, got {trajectory_every!r}")
+    return lengths
+
+# %% ../nbs/00a_diffusion.ipynb #e4a71666
+def _sample_schedule(schedule: GenieSchedule | None, n_steps: int | None) -> GenieSchedule:
+    "`schedule` (default `GenieSchedule()`), respaced to `n_steps` steps if given; warns when it is off-reference."
+    schedule = schedule if schedule is not None else GenieSchedule()   # used as float64 Python scalars: no device
+    if n_steps is not None and n_steps != len(schedule):
+        if not isinstance(n_steps, int) or not 1 <= n_steps <= len(schedule):
+            raise ValueError(f"n_steps must be an int in 1..{len(schedule)}, got {n_steps!r}")
+        schedule = schedule.respace(n_steps)
+    if not schedule.is_reference:
+        warnings.warn(f"sampling with {len(schedule)} of {schedule.T} steps (DDPM respacing) is off-reference: "
+                      "Genie's maintainers report that fewer steps (e.g. 100) break the outputs")
+    return schedule
+
+# %% ../nbs/00a_diffusion.ipynb #b4a1206b
+def _length_batches(chains: list[int], batch_size: int | None) -> list[list[int]]:
+    "Indices into `chains` (their lengths) grouped into sampling batches, longest first."
+    order = sorted(range(len(chains)), key=lambda i: -chains[i])   # stable: similar lengths share a batch
+    if batch_size is None:   # one batch per length: padding a short chain to a long one costs the long one's time
+        return [[i for i in order if chains[i] == n] for n in dict.fromkeys(chains[i] for i in order)]
+    return [order[j:j + batch_size] for j in range(0, len(order), batch_size)]
+
 # %% ../nbs/00a_diffusion.ipynb #da33e540
 def sample(model, lengths: int | Sequence[int], n_per_length: int = 1, schedule: GenieSchedule | None = None,
            noise_scale: float = 0.6, n_steps: int | None = None, batch_size: int | None = None,
@@ -204,36 +249,13 @@ def sample(model, lengths: int | Sequence[int], n_per_length: int = 1, schedule:
     all the noise (default: drawn from torch's global RNG); `device` defaults to the model's. `on_chain(k, coords)`,
     if given, receives each chain as soon as its batch is done (`k`: its place in the returned list), so that a
     caller can write it before the next batch starts."""
-    lengths = [lengths] if isinstance(lengths, int) else list(lengths)
-    if not lengths: raise ValueError("lengths is empty")
-    for n in lengths:
-        if not isinstance(n, int) or isinstance(n, bool) or n < 3:
-            raise ValueError(f"every length must be an int >= 3 (Frenet frames need 3 residues), got {n!r}")
-    if not isinstance(n_per_length, int) or n_per_length < 1:
-        raise ValueError(f"n_per_length must be an int >= 1, got {n_per_length!r}")
-    if not (isinstance(noise_scale, (int, float)) and math.isfinite(noise_scale) and noise_scale >= 0):
-        raise ValueError(f"noise_scale must be a finite number >= 0, got {noise_scale!r}")
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size must be an int >= 1 or None, got {batch_size!r}")
-    if return_trajectory and (not isinstance(trajectory_every, int) or trajectory_every < 1):
-        raise ValueError(f"trajectory_every must be an int >= 1, got {trajectory_every!r}")
+    lengths = _check_sample_args(lengths, n_per_length, noise_scale, batch_size, return_trajectory, trajectory_every)
     device = torch.device(device) if device is not None else _model_device(model)
-    schedule = schedule if schedule is not None else GenieSchedule()   # used as float64 Python scalars: no device
-    if n_steps is not None and n_steps != len(schedule):
-        if not isinstance(n_steps, int) or not 1 <= n_steps <= len(schedule):
-            raise ValueError(f"n_steps must be an int in 1..{len(schedule)}, got {n_steps!r}")
-        schedule = schedule.respace(n_steps)
-    if not schedule.is_reference:
-        warnings.warn(f"sampling with {len(schedule)} of {schedule.T} steps (DDPM respacing) is off-reference: "
-                      "Genie's maintainers report that fewer steps (e.g. 100) break the outputs")
+    schedule = _sample_schedule(schedule, n_steps)
     if seed is None: seed = int(torch.randint(0, 2**62, ()).item())
     gen = torch.Generator(device=device).manual_seed(seed)
-
     chains = [n for n in lengths for _ in range(n_per_length)]
-    order = sorted(range(len(chains)), key=lambda i: -chains[i])   # stable: similar lengths share a batch
-    if batch_size is None:   # one batch per length: padding a short chain to a long one would cost the long one's time
-        batches = [[i for i in order if chains[i] == n] for n in dict.fromkeys(chains[i] for i in order)]
-    else: batches = [order[j:j + batch_size] for j in range(0, len(order), batch_size)]
+    batches = _length_batches(chains, batch_size)
     coords, trajs = [None] * len(chains), [None] * len(chains)
     with eval_mode(model):
         for b, idx in enumerate(batches):

@@ -33,11 +33,13 @@ def trace_coords(x) -> np.ndarray:
     if why := coords_problem(x): raise ValueError(why)
     return x
 
+# %% ../nbs/11_evaluation.ipynb #cdb038d0
 def ca_ca_stats(coords) -> dict:
     """Adjacent CA–CA distances of a trace: mean, std, the fraction within 3.8 ± 0.1 Å (the sample check), min,
     max, and the number of breaks (> `BREAK_DIST`)."""
     d = np.linalg.norm(np.diff(trace_coords(coords), axis=0), axis=-1)
-    if not len(d): return dict(mean=math.nan, std=math.nan, **{'frac_3.8': math.nan}, min=math.nan, max=math.nan, breaks=0)
+    if not len(d):
+        return dict(mean=math.nan, std=math.nan, **{'frac_3.8': math.nan}, min=math.nan, max=math.nan, breaks=0)
     return {'mean': float(d.mean()), 'std': float(d.std()), 'frac_3.8': float((np.abs(d - CA_CA) <= CA_CA_TOL).mean()),
             'min': float(d.min()), 'max': float(d.max()), 'breaks': int((d > BREAK_DIST).sum())}
 
@@ -52,9 +54,11 @@ def clash_counts(coords, cutoff: float = CLASH_DIST, min_sep: int = 2, workers: 
     n = cKDTree(x).query_ball_point(x, r, return_length=True, workers=workers).astype(np.int64) - 1  # minus itself
     for k in range(1, min(min_sep, len(x))):   # minus the near-sequence neighbours within the cutoff
         close = np.linalg.norm(x[k:] - x[:-k], axis=-1) <= r
-        n[k:] -= close; n[:-k] -= close
+        n[k:] -= close
+        n[:-k] -= close
     return n
 
+# %% ../nbs/11_evaluation.ipynb #280b1530
 def clash_stats(coords, cutoff: float = CLASH_DIST, min_sep: int = 2) -> dict:
     "Clashing pairs, the clash rate (fraction of pairs $|i-j|\\ge$ `min_sep`) and the fraction of residues in a clash."
     n = clash_counts(coords, cutoff, min_sep)
@@ -73,8 +77,6 @@ def rg_stats(coords) -> dict:
     return {'rg': rg, 'rg_law': law, 'rg_ratio': rg / law if law else math.nan}
 
 # %% ../nbs/11_evaluation.ipynb #cbb318fe
-_SSE_CELL = 5.2       # Å: the CellList cell size inside biotite's P-SEA (its strand-contact distance)
-
 def ca_atom_array(coords, res_name: str = 'ALA', chain_id: str = 'A'):
     "A biotite `AtomArray` of CA atoms, one residue per row (numbered from 1), for CA-only algorithms."
     x = trace_coords(coords)
@@ -86,8 +88,12 @@ def ca_atom_array(coords, res_name: str = 'ALA', chain_id: str = 'A'):
     atoms.hetero[:] = False
     return atoms
 
+# %% ../nbs/11_evaluation.ipynb #ac226ead
+_SSE_CELL = 5.2       # Å: the CellList cell size inside biotite's P-SEA (its strand-contact distance)
+
 def _principal_frame(x: np.ndarray) -> np.ndarray:
-    "The trace centred and rotated onto its principal axes: a proper rotation, so distances, angles and handedness stay."
+    """The trace centred and rotated onto its principal axes: a proper rotation, so distances, angles and handedness
+    stay."""
     x = x - x.mean(0)
     if len(x) < 3: return x
     vt = np.linalg.svd(x, full_matrices=False)[2]
@@ -96,6 +102,7 @@ def _principal_frame(x: np.ndarray) -> np.ndarray:
 
 def _grid_cells(x: np.ndarray) -> float: return float(np.prod(np.ptp(x, axis=0) / _SSE_CELL + 1)) if len(x) else 0.0
 
+# %% ../nbs/11_evaluation.ipynb #52f17de1
 def _psea(x: np.ndarray) -> np.ndarray:
     with np.errstate(invalid='ignore'), warnings.catch_warnings():
         warnings.simplefilter('ignore', RuntimeWarning)
@@ -115,11 +122,13 @@ def sse_labels(coords, max_cells: float = 2e7, window: int = 1024, pad: int = 16
         out[a:b] = _psea(_principal_frame(x[lo:hi]))[a - lo:b - lo]
     return out
 
+# %% ../nbs/11_evaluation.ipynb #9da4952f
 def sse_fractions(coords, **kwargs) -> dict:
     "Helix, strand and coil fractions of a trace (P-SEA on C-alpha atoms, `sse_labels`)."
     s = sse_labels(coords, **kwargs)
     n = max(len(s), 1)
-    return {'helix': float((s == 'a').sum() / n), 'strand': float((s == 'b').sum() / n), 'coil': float((s == 'c').sum() / n)}
+    return {'helix': float((s == 'a').sum() / n), 'strand': float((s == 'b').sum() / n),
+            'coil': float((s == 'c').sum() / n)}
 
 # %% ../nbs/11_evaluation.ipynb #13fbcc20
 def tm_score(a, b) -> tuple[float, float]:
@@ -133,7 +142,8 @@ def tm_score(a, b) -> tuple[float, float]:
 # %% ../nbs/11_evaluation.ipynb #c566241d
 def _bar(it, progress: bool, total=None): return progress_bar(it, total=total, leave=False) if progress else it
 
-def pairwise_tm(traces, max_pairs: int | None = 200, seed: int = 0, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def pairwise_tm(traces, max_pairs: int | None = 200, seed: int = 0,
+                progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """TM-scores among samples (TM-align, normalised by the shorter chain) over all pairs, or `max_pairs` drawn at
     random. Returns `(pairs (n, 2), tm (n,))`."""
     xs = [trace_coords(t) for t in traces]
@@ -148,6 +158,7 @@ def pairwise_tm(traces, max_pairs: int | None = 200, seed: int = 0, progress: bo
         tm[k] = t_a if len(xs[a]) <= len(xs[b]) else t_b
     return pairs, tm
 
+# %% ../nbs/11_evaluation.ipynb #88834aa3
 def novelty_tm(traces, train, max_train: int | None = 100, length_ratio=(0.5, 2.0), seed: int = 0,
                progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Per sample, the highest TM-score (TM-align, normalised by the sample) against training chains: `max_train` drawn
@@ -155,9 +166,11 @@ def novelty_tm(traces, train, max_train: int | None = 100, length_ratio=(0.5, 2.
     `best` the training index (-1, TM NaN, when no chain was in range)."""
     xs, ys = [trace_coords(t) for t in traces], [trace_coords(t) for t in train]
     idx = np.arange(len(ys))
-    if max_train is not None and len(ys) > max_train: idx = np.sort(np.random.default_rng(seed).choice(len(ys), max_train, replace=False))
+    if max_train is not None and len(ys) > max_train:
+        idx = np.sort(np.random.default_rng(seed).choice(len(ys), max_train, replace=False))
     lo, hi = length_ratio
-    todo = [(a, b) for a, x in enumerate(xs) for b in idx if lo * len(x) <= len(ys[b]) <= hi * len(x) and len(ys[b]) >= 3]
+    todo = [(a, b) for a, x in enumerate(xs) for b in idx
+            if lo * len(x) <= len(ys[b]) <= hi * len(x) and len(ys[b]) >= 3]
     best_tm, best = np.full(len(xs), np.nan), np.full(len(xs), -1)
     for a, b in _bar(todo, progress):
         t = tm_score(xs[a], ys[b])[0]
@@ -208,7 +221,9 @@ def load_traces(items, min_length: int = 3, skipped: list | None = None) -> list
     for k, it in enumerate(items):
         src = str(it) if isinstance(it, (str, Path)) else None
         try: chains = _read_item(it, k, min_length)
-        except _READ_ERRORS as e: bad(src or f"sample_{k:03d}", e); continue
+        except _READ_ERRORS as e:
+            bad(src or f"sample_{k:03d}", e)
+            continue
         for name, c in chains:
             try:
                 x = trace_coords(c)
@@ -227,6 +242,7 @@ class Evaluation:
     pair_tm: np.ndarray = field(default_factory=lambda: np.zeros(0))   # TM-scores among samples
     skipped: list[tuple[str, str]] = field(default_factory=list)       # (name, reason) of unusable files and chains
 
+# %% ../nbs/11_evaluation.ipynb #6119560e
 def summarize(rows: list[dict], ca_ca: np.ndarray, pair_tm: np.ndarray) -> dict:
     "Means over samples (CA–CA over all bonds), diversity (mean pairwise TM) and novelty (mean max TM to training)."
     col = lambda k: np.array([r[k] for r in rows], dtype=np.float64)
@@ -242,6 +258,7 @@ def summarize(rows: list[dict], ca_ca: np.ndarray, pair_tm: np.ndarray) -> dict:
             'novel_frac': float((nov < 0.5).mean()) if len(nov) else math.nan,
             'flagged': sum(bool(r['issues']) for r in rows)}
 
+# %% ../nbs/11_evaluation.ipynb #26b07bc7
 def evaluate_backbones(samples, train=None, diversity: bool = True, max_pairs: int | None = 200,
                        max_train: int | None = 100, length_ratio=(0.5, 2.0), seed: int = 0, progress: bool = True,
                        min_length: int = 3) -> Evaluation:
@@ -259,14 +276,17 @@ def evaluate_backbones(samples, train=None, diversity: bool = True, max_pairs: i
                          else "the training set holds no chain")
     skipped += [(f"{n} (training)", r) for n, r in train_skipped]
     rows = [{'name': n, **chain_metrics(x)} for n, x in _bar(traces, progress)]
-    pairs, tm = pairwise_tm([x for _, x in traces], max_pairs, seed, progress) if diversity and len(traces) > 1 else (np.zeros((0, 2), int), np.zeros(0))
+    pairs, tm = (pairwise_tm([x for _, x in traces], max_pairs, seed, progress) if diversity and len(traces) > 1
+                 else (np.zeros((0, 2), int), np.zeros(0)))
     if diversity:
         for k, r in enumerate(rows):
             mine = tm[(pairs == k).any(1)]
-            r['tm_mean_others'], r['tm_max_others'] = (float(mine.mean()), float(mine.max())) if len(mine) else (math.nan, math.nan)
+            r['tm_mean_others'], r['tm_max_others'] = ((float(mine.mean()), float(mine.max())) if len(mine)
+                                                       else (math.nan, math.nan))
     if ref is not None:
         best_tm, best = novelty_tm([x for _, x in traces], [x for _, x in ref], max_train, length_ratio, seed, progress)
-        for r, t, b in zip(rows, best_tm, best): r['novelty_tm'], r['nearest_train'] = float(t), ref[b][0] if b >= 0 else ''
+        for r, t, b in zip(rows, best_tm, best):
+            r['novelty_tm'], r['nearest_train'] = float(t), ref[b][0] if b >= 0 else ''
     for r in rows: r['issues'] = ';'.join(k for k, check in CHECKS.items() if check(r))
     ca_ca = np.concatenate([np.linalg.norm(np.diff(x, axis=0), axis=-1) for _, x in traces])
     return Evaluation(rows, summarize(rows, ca_ca, tm), ca_ca, tm, skipped)
@@ -274,68 +294,104 @@ def evaluate_backbones(samples, train=None, diversity: bool = True, max_pairs: i
 # %% ../nbs/11_evaluation.ipynb #696ea704
 def _fmt(v): return f"{v:.4g}" if isinstance(v, float) else v
 
-def plot_report(ev: Evaluation, title: str = 'genie_long evaluation'):
-    "One-page figure of an `Evaluation`. Returns the figure."
-    rows, s = ev.rows, ev.summary
-    L, n = np.array([r['length'] for r in rows]), len(rows)
-    fig, ax = plt.subplots(2, 3, figsize=(15, 8.5))
-    a = ax[0, 0]
+def _plot_ca_ca(a, ev: Evaluation):
+    "Histogram of the adjacent CA–CA distances, the 3.8 ± 0.1 Å band shaded."
+    s = ev.summary
     a.hist(np.clip(ev.ca_ca, 2.0, 6.0), bins=np.linspace(2.0, 6.0, 81), color='C0')
     a.axvspan(CA_CA - CA_CA_TOL, CA_CA + CA_CA_TOL, color='C2', alpha=0.2, label='3.8 ± 0.1 Å')
     a.set(yscale='log', xlabel='adjacent CA–CA distance (Å, clipped to 2–6)', ylabel='bonds',
           title=f"CA–CA: {s['caca_mean']:.3f} ± {s['caca_std']:.3f} Å, {100 * s['caca_frac_3.8']:.1f}% in 3.8 ± 0.1")
     a.legend()
-    a = ax[0, 1]
+
+def _plot_rg(a, ev: Evaluation):
+    "R_g of each sample against its length, with the globular law."
+    L = np.array([r['length'] for r in ev.rows])
     ls = np.linspace(max(L.min() * 0.8, 3), L.max() * 1.1, 200)
     a.plot(ls, RG_LAW[0] * ls ** RG_LAW[1], 'k--', label=r'$2.2\,L^{0.38}$')
-    a.scatter(L, [r['rg'] for r in rows], s=18, c='C1', zorder=3, label='samples')
-    a.set(xlabel='length L', ylabel='$R_g$ (Å)', ylim=(0, None), title=f"Rg / law: mean {s['rg_ratio']:.2f}")
+    a.scatter(L, [r['rg'] for r in ev.rows], s=18, c='C1', zorder=3, label='samples')
+    a.set(xlabel='length L', ylabel='$R_g$ (Å)', ylim=(0, None), title=f"Rg / law: mean {ev.summary['rg_ratio']:.2f}")
     a.legend()
-    a = ax[0, 2]
-    order = np.argsort(L, kind='stable'); bottom = np.zeros(n)
+
+# %% ../nbs/11_evaluation.ipynb #e072628a
+def _plot_sse(a, ev: Evaluation, order: np.ndarray):
+    "Stacked helix, strand and coil fractions per sample, in `order`."
+    s, n = ev.summary, len(ev.rows)
+    bottom = np.zeros(n)
     for key, colour in (('helix', 'C3'), ('strand', 'C0'), ('coil', '0.8')):
-        v = np.array([rows[k][key] for k in order]); a.bar(np.arange(n), v, bottom=bottom, color=colour, width=1.0, label=key); bottom += v
+        v = np.array([ev.rows[k][key] for k in order])
+        a.bar(np.arange(n), v, bottom=bottom, color=colour, width=1.0, label=key)
+        bottom += v
     a.set(xlabel='sample (by length)', ylabel='fraction', ylim=(0, 1), xlim=(-0.5, n - 0.5),
           title=f"P-SEA: {100 * s['helix']:.0f}% helix, {100 * s['strand']:.0f}% strand, {100 * s['coil']:.0f}% coil")
     a.legend(loc='lower right', fontsize=8)
-    a = ax[1, 0]
+
+def _plot_clashes(a, ev: Evaluation, order: np.ndarray):
+    "The percentage of residues in a clash per sample, in `order`."
+    rows, n = ev.rows, len(ev.rows)
     a.bar(np.arange(n), [100 * rows[k]['clash_residues'] for k in order], color='C3', width=1.0)
     a.set(xlabel='sample (by length)', ylabel='% residues in a clash', xlim=(-0.5, n - 0.5),
           ylim=(0, max(1.0, 105 * max(r['clash_residues'] for r in rows))),
-          title=f"clashes (< {CLASH_DIST} Å, |i−j| ≥ 2): rate {s['clash_rate']:.2e}")
-    if not any(r['clashes'] for r in rows): a.text(0.5, 0.5, 'no clashes', ha='center', va='center', transform=a.transAxes)
-    for a in (ax[0, 2], ax[1, 0]): a.xaxis.set_major_locator(MaxNLocator(integer=True))
-    a = ax[1, 1]
-    nov = np.array([r.get('novelty_tm', np.nan) for r in rows], dtype=float); nov = nov[np.isfinite(nov)]
+          title=f"clashes (< {CLASH_DIST} Å, |i−j| ≥ 2): rate {ev.summary['clash_rate']:.2e}")
+    if not any(r['clashes'] for r in rows):
+        a.text(0.5, 0.5, 'no clashes', ha='center', va='center', transform=a.transAxes)
+
+# %% ../nbs/11_evaluation.ipynb #10789717
+def _plot_tm(a, ev: Evaluation):
+    "Histograms of the TM-scores among samples and to the training set."
+    s = ev.summary
+    nov = np.array([r.get('novelty_tm', np.nan) for r in ev.rows], dtype=float)
+    nov = nov[np.isfinite(nov)]
     bins = np.linspace(0, 1, 41)
-    if len(ev.pair_tm): a.hist(ev.pair_tm, bins=bins, alpha=0.6, color='C4', label=f"among samples (mean {s['tm_pairwise']:.2f})")
+    if len(ev.pair_tm):
+        a.hist(ev.pair_tm, bins=bins, alpha=0.6, color='C4', label=f"among samples (mean {s['tm_pairwise']:.2f})")
     if len(nov): a.hist(nov, bins=bins, alpha=0.6, color='C2', label=f"max to training (mean {s['novelty_tm']:.2f})")
     a.axvline(0.5, color='k', ls=':', lw=1)
     a.set(xlabel='TM-score', ylabel='count', title='TM-score: diversity and novelty')
     if len(ev.pair_tm) or len(nov): a.legend(fontsize=8)
     else: a.text(0.5, 0.5, 'not computed', ha='center', va='center', transform=a.transAxes)
-    a = ax[1, 2]; a.axis('off')
-    lines = [f"{k:15s} {_fmt(v)}" for k, v in s.items()]
+
+def _plot_summary(a, ev: Evaluation):
+    a.axis('off')
+    lines = [f"{k:15s} {_fmt(v)}" for k, v in ev.summary.items()]
     a.text(0, 1, 'summary\n\n' + '\n'.join(lines), va='top', family='monospace', fontsize=9, transform=a.transAxes)
+
+# %% ../nbs/11_evaluation.ipynb #f41f20c3
+def plot_report(ev: Evaluation, title: str = 'genie_long evaluation'):
+    "One-page figure of an `Evaluation`. Returns the figure."
+    L, n = np.array([r['length'] for r in ev.rows]), len(ev.rows)
+    fig, ax = plt.subplots(2, 3, figsize=(15, 8.5))
+    order = np.argsort(L, kind='stable')
+    _plot_ca_ca(ax[0, 0], ev)
+    _plot_rg(ax[0, 1], ev)
+    _plot_sse(ax[0, 2], ev, order)
+    _plot_clashes(ax[1, 0], ev, order)
+    for a in (ax[0, 2], ax[1, 0]): a.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _plot_tm(ax[1, 1], ev)
+    _plot_summary(ax[1, 2], ev)
     fig.suptitle(f"{title}: {n} backbones, L = {L.min()}–{L.max()}")
     fig.tight_layout()
     return fig
 
+# %% ../nbs/11_evaluation.ipynb #295d885c
 def write_report(ev: Evaluation, out, title: str = 'genie_long evaluation') -> tuple[Path, Path]:
     "Write `evaluation.csv` (rows, skipped items, a `summary` row) and `evaluation.png` into `out`. Returns both paths."
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     skipped = [{'name': n, 'issues': f"skipped: {r}"} for n, r in ev.skipped]
     fields = list(dict.fromkeys(k for r in ev.rows + skipped for k in r))
     summary = {'name': 'summary', **{k: v for k, v in ev.summary.items() if k in fields}}
     extra = [k for k in ev.summary if k not in fields and k != 'samples']
     with open(out / 'evaluation.csv', 'w', newline='') as f:
         w = csv.DictWriter(f, fields + extra)
-        w.writeheader(); w.writerows([{k: _fmt(v) for k, v in r.items()} for r in ev.rows + skipped])
+        w.writeheader()
+        w.writerows([{k: _fmt(v) for k, v in r.items()} for r in ev.rows + skipped])
         w.writerow({k: _fmt(v) for k, v in {**summary, **{k: ev.summary[k] for k in extra}}.items()})
     fig = plot_report(ev, title)
-    fig.savefig(out / 'evaluation.png', dpi=110); plt.close(fig)
+    fig.savefig(out / 'evaluation.png', dpi=110)
+    plt.close(fig)
     return out / 'evaluation.csv', out / 'evaluation.png'
 
+# %% ../nbs/11_evaluation.ipynb #69792312
 def _plural(n: int, word: str) -> str: return f"{n} {word}{'' if n == 1 else 's'}"
 
 def print_summary(ev: Evaluation, file=None):
@@ -344,14 +400,16 @@ def print_summary(ev: Evaluation, file=None):
     div = '—' if math.isnan(s['tm_pairwise']) else f"{s['tm_pairwise']:.3f} (mean of {_plural(s['tm_pairs'], 'pair')})"
     nov_n = sum(math.isfinite(r.get('novelty_tm', math.nan)) for r in rows)
     nov = '—' if math.isnan(s['novelty_tm']) else f"{s['novelty_tm']:.3f} ({100 * s['novel_frac']:.0f}% below 0.5)"
-    if 0 < nov_n < len(rows): nov += f", over {nov_n} of {len(rows)} samples (the others: no training chain of 0.5–2× their length)"
+    if 0 < nov_n < len(rows):
+        nov += f", over {nov_n} of {len(rows)} samples (the others: no training chain of 0.5–2× their length)"
     flagged = ', '.join(f"{r['name']} ({r['issues'].replace(';', ', ')})" for r in rows if r['issues'])
     print(f"{_plural(s['samples'], 'backbone')}, mean length {s['length']:.0f}\n"
           f"  adjacent CA–CA      {s['caca_mean']:.3f} ± {s['caca_std']:.3f} Å, "
           f"{100 * s['caca_frac_3.8']:.1f}% within 3.8 ± 0.1 Å\n"
           f"  clashes (< 3 Å)     rate {s['clash_rate']:.2e}, {100 * s['clash_residues']:.2f}% of residues\n"
           f"  Rg / 2.2 L^0.38     {s['rg_ratio']:.2f}\n"
-          f"  P-SEA               {100 * s['helix']:.0f}% helix, {100 * s['strand']:.0f}% strand, {100 * s['coil']:.0f}% coil\n"
+          f"  P-SEA               {100 * s['helix']:.0f}% helix, {100 * s['strand']:.0f}% strand, "
+          f"{100 * s['coil']:.0f}% coil\n"
           f"  TM among samples    {div}\n"
           f"  max TM to training  {nov}\n"
           f"  flagged             {s['flagged']} of {s['samples']}{': ' + flagged if flagged else ''}", file=file)

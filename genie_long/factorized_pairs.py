@@ -9,7 +9,7 @@ __all__ = ['PRESETS', 'TEMPLATES', 'reconstruct_pair', 'mask_factors', 'relpos_w
            'AdaptiveFactorizationRank']
 
 # %% ../nbs/01_factorized_pairs.ipynb #1be3ef07
-import math, warnings
+import math
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
@@ -409,37 +409,15 @@ class FactorizedPairFeatureNet(nn.Module):
 
 # %% ../nbs/01_factorized_pairs.ipynb #abc2941c
 class AdaptiveFactorizationRank:
-    """Factorisation rank from the length (our rule): L ≤ 256 → 16, ≤ 1024 → 8, ≤ 4096 → 4, else 2. With a budget
-    `memory_gb` (10⁹ B), the largest power of two not above the table value whose `estimate(rank)` (bytes, or a dict
-    with 'total') fits `budget_fraction` of it; clamped to [min_rank, max_rank]. `estimate` (10_denoiser's
-    `MemoryEstimator`) is injected here or per call."""
+    "Factorisation rank from the length (our rule): L ≤ 256 → 16, ≤ 1024 → 8, ≤ 4096 → 4, else 2; within [min_rank, max_rank]."
     table = ((256, 16), (1024, 8), (4096, 4))
 
-    def __init__(self, estimate=None, budget_fraction: float = 0.8, min_rank: int = 2, max_rank: int = 32,
-                 default_rank: int = 2):
-        self.estimate, self.budget_fraction = estimate, budget_fraction
+    def __init__(self, min_rank: int = 2, max_rank: int = 32, default_rank: int = 2):
         self.min_rank, self.max_rank, self.default_rank = min_rank, max_rank, default_rank
 
-    def table_rank(self, L: int) -> int:
-        "The length table, clamped to [min_rank, max_rank]."
-        if isinstance(L, bool) or int(L) != L or L < 1: raise ValueError(f"AdaptiveFactorizationRank: L must be a positive int, got {L!r}")
+    def get_rank(self, L: int) -> int:
+        "R_s (exact preset) or R (design preset) for length `L`."
+        if isinstance(L, bool) or int(L) != L or L < 1:
+            raise ValueError(f"AdaptiveFactorizationRank: L must be a positive int, got {L!r}")
         r = next((r for l_max, r in self.table if L <= l_max), self.default_rank)
         return max(self.min_rank, min(self.max_rank, r))
-
-    def get_rank(self, L: int, memory_gb: float | None = None, estimate=None) -> int:
-        "R_s (exact preset) or R (design preset) for length `L`, optionally within `memory_gb`."
-        r = self.table_rank(L)
-        if memory_gb is None: return r
-        estimate = estimate or self.estimate
-        if estimate is None:
-            raise ValueError("AdaptiveFactorizationRank.get_rank: memory_gb was given without estimate(rank) -> bytes; "
-                             "pass estimate= (10_denoiser's MemoryEstimator supplies it)")
-        budget = self.budget_fraction * memory_gb * 1e9
-        cand = 1 << (r.bit_length() - 1)          # largest power of two <= r
-        while cand >= self.min_rank:
-            need = estimate(cand)
-            if (need["total"] if isinstance(need, dict) else need) <= budget: return min(self.max_rank, cand)
-            cand //= 2
-        warnings.warn(f"AdaptiveFactorizationRank: even rank {self.min_rank} needs more than "
-                      f"{self.budget_fraction:.0%} of {memory_gb} GB at L={L}; using rank {self.min_rank}")
-        return self.min_rank

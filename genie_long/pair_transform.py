@@ -12,11 +12,13 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 from torch.utils.checkpoint import checkpoint
 from einops import rearrange, einsum
+from fastcore.basics import patch
 from .protein import check_prefix_mask
 from .reference import Linear
 from .factorized_pairs import mask_factors, _check_preset
 from .triangle_ops import (FactorizedTriangleMultiplicationOutgoing, FactorizedTriangleMultiplicationIncoming,
-                                     ChunkedTriangleAttentionStartingNode, ChunkedTriangleAttentionEndingNode, maybe_checkpoint)
+                                     ChunkedTriangleAttentionStartingNode, ChunkedTriangleAttentionEndingNode,
+                                     maybe_checkpoint)
 
 # %% ../nbs/03_pair_transform.ipynb #ac7c7933
 def factor_dropout(delta: Tensor, p: float, training: bool = True) -> Tensor:
@@ -27,10 +29,13 @@ def factor_dropout(delta: Tensor, p: float, training: bool = True) -> Tensor:
     b, l, _, c = delta.shape
     return delta * F.dropout(delta.new_ones(b, l, 1, c), p, training=True)
 
+# %% ../nbs/03_pair_transform.ipynb #718af759
 def concat_mix(f: Tensor, delta: Tensor, mix: Tensor) -> Tensor:
-    "F ← M [F ‖ Δ] on the rank axis: the exact sum of two factor sides (Fact 3), mixed back to rank R by mix `[R, R + R_Δ]`."
+    """F ← M [F ‖ Δ] on the rank axis: the exact sum of two factor sides (Fact 3), mixed back to rank R
+    by mix `[R, R + R_Δ]`."""
     return einsum(mix, torch.cat([f, delta], 2), "r s, b l s c -> b l r c")
 
+# %% ../nbs/03_pair_transform.ipynb #62bf5160
 def pair_frobenius_norm(f_left: Tensor, f_right: Tensor) -> Tensor:
     """‖p‖_F of p_ij = Σ_r f_L,i,r ⊙ f_R,j,r per batch element, without the L×L pair:
     ‖p‖² = Σ_c Σ_rs (A_cᵀA_c)_rs (B_cᵀB_c)_rs. f_left, f_right [b, l, r, c] → [b]."""
@@ -38,6 +43,7 @@ def pair_frobenius_norm(f_left: Tensor, f_right: Tensor) -> Tensor:
     gb = einsum(f_right, f_right, "b l r c, b l s c -> b r s c")
     return (ga * gb).sum((1, 2, 3)).clamp(min=0).sqrt()
 
+# %% ../nbs/03_pair_transform.ipynb #50366908
 class RankCompress:
     """Per-channel optimal rank-R truncation of a factorised pair (Eckart–Young): QR of each side, SVD of the core
     R_a R_bᵀ, top R singular triplets split as √σ on each side. No gradient (degenerate singular values would give
@@ -56,7 +62,7 @@ class RankCompress:
         k = min(self.rank, sv.shape[-1])
         root = sv[..., :k].sqrt()[..., None, :]
         left, right = qa @ (u[..., :k] * root), qb @ (vh[..., :k, :].transpose(-1, -2) * root)
-        pad = lambda t: F.pad(t, (0, self.rank - k))                      # fewer singular values than `rank`: zero ranks
+        pad = lambda t: F.pad(t, (0, self.rank - k))        # fewer singular values than `rank`: zero ranks
         return tuple(rearrange(pad(t), "b c l r -> b l r c") for t in (left, right))
 
 # %% ../nbs/03_pair_transform.ipynb #252cefef
@@ -79,7 +85,8 @@ class FactorizedPairTransition(nn.Module):
         "f_left, f_right [b, l, r, c], mask [b, l] → (ΔF_L, ΔF_R) [b, l, r, c], zero on padding."
         S, L = self.chunk_size, f_left.shape[1]
         if S is None or S >= L: return self._part(f_left, f_right, mask)
-        parts = [maybe_checkpoint(self._part, f_left[:, i:i + S], f_right[:, i:i + S], mask[:, i:i + S]) for i in range(0, L, S)]
+        parts = [maybe_checkpoint(self._part, f_left[:, i:i + S], f_right[:, i:i + S], mask[:, i:i + S])
+                 for i in range(0, L, S)]
         return torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts], 1)
 
     def _part(self, f_left: Tensor, f_right: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -92,8 +99,8 @@ class FactorizedPairTransition(nn.Module):
 # %% ../nbs/03_pair_transform.ipynb #1f755271
 def apply_block(f_left: Tensor, f_right: Tensor, d_left: Tensor | None, d_right: Tensor | None,
                 dropout: nn.Module | None = None) -> tuple[Tensor, Tensor]:
-    """The 'design' preset's update step ("distribute"): Δz = Σ_r ΔF_L + Σ_r ΔF_R (None counts as 0), Δz' = Dropout(Δz),
-    then F_L,r += Δz'/R and F_R,r += Δz'/R for every rank r."""
+    """The 'design' preset's update step ("distribute"): Δz = Σ_r ΔF_L + Σ_r ΔF_R (None counts as 0),
+    Δz' = Dropout(Δz), then F_L,r += Δz'/R and F_R,r += Δz'/R for every rank r."""
     dz = sum(d.sum(2) for d in (d_left, d_right) if d is not None)
     if isinstance(dz, int): return f_left, f_right       # both None: nothing to add
     if dropout is not None: dz = dropout(dz)
@@ -106,15 +113,18 @@ class FactorizedPairTransformLayer(nn.Module):
     (starting, ending), transition, masking. `preset="exact"`: TriMul updates added by `concat_mix`
     (M_L = [I I], M_R = [I 0] at init) with row-wise dropout on ΔV, per-residue updates as factor residuals;
     `preset="design"`: every update through `apply_block`. The identity at init in both presets."""
-    def __init__(self, c_p: int, rank: int, preset: str = "exact", include_tri_att: bool = True, c_hidden_mul: int = 128,
-                 n_head_tri: int = 4, c_head_tri: int = 32, c_bias: int = 16, tri_dropout: float = 0.25,
-                 pair_transition_n: int = 4, chunk_size: int | None = None):
+    def __init__(self, c_p: int, rank: int, preset: str = "exact", include_tri_att: bool = True,
+                 c_hidden_mul: int = 128, n_head_tri: int = 4, c_head_tri: int = 32, c_bias: int = 16,
+                 tri_dropout: float = 0.25, pair_transition_n: int = 4, chunk_size: int | None = None):
         super().__init__()
         _check_preset(preset, "FactorizedPairTransformLayer")
         self.c_p, self.rank, self.preset, self.tri_dropout = c_p, rank, preset, tri_dropout
-        self.tri_mul_out = FactorizedTriangleMultiplicationOutgoing(c_p, rank, c_hidden_mul, preset, chunk_size=chunk_size)
-        self.tri_mul_in = FactorizedTriangleMultiplicationIncoming(c_p, rank, c_hidden_mul, preset, chunk_size=chunk_size)
-        att = lambda cls: cls(c_p, rank, n_head_tri, c_head_tri, preset, chunk_size, c_bias) if include_tri_att else None
+        self.tri_mul_out = FactorizedTriangleMultiplicationOutgoing(c_p, rank, c_hidden_mul, preset,
+                                                                    chunk_size=chunk_size)
+        self.tri_mul_in = FactorizedTriangleMultiplicationIncoming(c_p, rank, c_hidden_mul, preset,
+                                                                   chunk_size=chunk_size)
+        att = lambda cls: (cls(c_p, rank, n_head_tri, c_head_tri, preset, chunk_size, c_bias) if include_tri_att
+                           else None)
         self.tri_att_start = att(ChunkedTriangleAttentionStartingNode)
         self.tri_att_end = att(ChunkedTriangleAttentionEndingNode)
         self.pair_transition = FactorizedPairTransition(c_p, pair_transition_n, preset, chunk_size)
@@ -124,31 +134,35 @@ class FactorizedPairTransformLayer(nn.Module):
             self.mix_out_right, self.mix_in_right = (nn.Parameter(torch.cat([eye, zero], 1)) for _ in range(2)) # M_R
         else: self.dropout = nn.Dropout(tri_dropout)
 
-    def forward(self, f_left: Tensor, f_right: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        "f_left, f_right [b, l, rank, c_p], mask [b, l] → updated (f_left, f_right), zero on padding."
-        if f_left.ndim != 4 or f_left.shape != f_right.shape or f_left.shape[2:] != (self.rank, self.c_p):
-            raise ValueError(f"FactorizedPairTransformLayer: f_left {tuple(f_left.shape)} and f_right {tuple(f_right.shape)} "
-                             f"must both be [b, l, rank={self.rank}, c_p={self.c_p}]")
-        if tuple(mask.shape) != tuple(f_left.shape[:2]):
-            raise ValueError(f"FactorizedPairTransformLayer: mask must be {tuple(f_left.shape[:2])}, got {tuple(mask.shape)}")
-        check_prefix_mask(mask)
-        atts = [a for a in (self.tri_att_start, self.tri_att_end) if a is not None]
-        if self.preset == "design":
-            for block in (self.tri_mul_out, self.tri_mul_in, *atts):
-                f_left, f_right = apply_block(f_left, f_right, *block(f_left, f_right, mask), self.dropout)
-        else:
-            drop = lambda d: factor_dropout(d, self.tri_dropout, self.training)
-            for block, m_l, m_r in ((self.tri_mul_out, self.mix_out_left, self.mix_out_right),
-                                    (self.tri_mul_in, self.mix_in_left, self.mix_in_right)):
-                d_u, d_v = block(f_left, f_right, mask)
-                f_left, f_right = concat_mix(f_left, d_u, m_l), concat_mix(f_right, drop(d_v), m_r)
-            for att in atts:
-                d_l, d_r = att(f_left, f_right, mask)
-                if d_l is not None: f_left = f_left + drop(d_l)
-                if d_r is not None: f_right = f_right + drop(d_r)
-        d_l, d_r = self.pair_transition(f_left, f_right, mask)
-        return mask_factors(f_left + d_l, mask), mask_factors(f_right + d_r, mask)
+# %% ../nbs/03_pair_transform.ipynb #8b48e14e
+@patch
+def forward(self: FactorizedPairTransformLayer, f_left: Tensor, f_right: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    "f_left, f_right [b, l, rank, c_p], mask [b, l] → updated (f_left, f_right), zero on padding."
+    if f_left.ndim != 4 or f_left.shape != f_right.shape or f_left.shape[2:] != (self.rank, self.c_p):
+        raise ValueError(f"FactorizedPairTransformLayer: f_left {tuple(f_left.shape)} and f_right "
+                         f"{tuple(f_right.shape)} must both be [b, l, rank={self.rank}, c_p={self.c_p}]")
+    if tuple(mask.shape) != tuple(f_left.shape[:2]):
+        raise ValueError(f"FactorizedPairTransformLayer: mask must be {tuple(f_left.shape[:2])}, "
+                         f"got {tuple(mask.shape)}")
+    check_prefix_mask(mask)
+    atts = [a for a in (self.tri_att_start, self.tri_att_end) if a is not None]
+    if self.preset == "design":
+        for block in (self.tri_mul_out, self.tri_mul_in, *atts):
+            f_left, f_right = apply_block(f_left, f_right, *block(f_left, f_right, mask), self.dropout)
+    else:
+        drop = lambda d: factor_dropout(d, self.tri_dropout, self.training)
+        for block, m_l, m_r in ((self.tri_mul_out, self.mix_out_left, self.mix_out_right),
+                                (self.tri_mul_in, self.mix_in_left, self.mix_in_right)):
+            d_u, d_v = block(f_left, f_right, mask)
+            f_left, f_right = concat_mix(f_left, d_u, m_l), concat_mix(f_right, drop(d_v), m_r)
+        for att in atts:
+            d_l, d_r = att(f_left, f_right, mask)
+            if d_l is not None: f_left = f_left + drop(d_l)
+            if d_r is not None: f_right = f_right + drop(d_r)
+    d_l, d_r = self.pair_transition(f_left, f_right, mask)
+    return mask_factors(f_left + d_l, mask), mask_factors(f_right + d_r, mask)
 
+# %% ../nbs/03_pair_transform.ipynb #6e09fc54
 class FactorizedPairTransformNet(nn.Module):
     """`n_layer` stacked `FactorizedPairTransformLayer`s (Genie: 5), entirely on (f_left, f_right). With
     `checkpoint_layers`, each layer is recomputed in backward (same result; training keeps only the layer boundaries);
@@ -160,8 +174,9 @@ class FactorizedPairTransformNet(nn.Module):
         super().__init__()
         if n_layer < 0: raise ValueError(f"FactorizedPairTransformNet: n_layer must be >= 0, got {n_layer}")
         self.checkpoint_layers = checkpoint_layers
-        self.layers = nn.ModuleList([FactorizedPairTransformLayer(c_p, rank, preset, include_tri_att, c_hidden_mul, n_head_tri,
-                                                                  c_head_tri, c_bias, tri_dropout, pair_transition_n, chunk_size)
+        self.layers = nn.ModuleList([FactorizedPairTransformLayer(c_p, rank, preset, include_tri_att, c_hidden_mul,
+                                                                  n_head_tri, c_head_tri, c_bias, tri_dropout,
+                                                                  pair_transition_n, chunk_size)
                                      for _ in range(n_layer)])
 
     def set_chunk_size(self, chunk_size: int | None):
@@ -173,7 +188,7 @@ class FactorizedPairTransformNet(nn.Module):
     def forward(self, f_left: Tensor, f_right: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         "f_left, f_right [b, l, rank, c_p], mask [b, l] → transformed (f_left, f_right)."
         for layer in self.layers:
-            if self.checkpoint_layers and torch.is_grad_enabled():
-                f_left, f_right = checkpoint(layer, f_left, f_right, mask, use_reentrant=False)   # dropout masks replayed
+            if self.checkpoint_layers and torch.is_grad_enabled():   # dropout masks replayed in backward
+                f_left, f_right = checkpoint(layer, f_left, f_right, mask, use_reentrant=False)
             else: f_left, f_right = layer(f_left, f_right, mask)
         return f_left, f_right

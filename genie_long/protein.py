@@ -34,6 +34,7 @@ def coords_problem(coords) -> str | None:
         return f"absurd CA coordinate {np.abs(x[k]).max():.3g} Å at residue {k + 1} (beyond ±{MAX_COORD:.0f} Å)"
     return None
 
+# %% ../nbs/00_protein.ipynb #aca6d0ff
 @dataclass
 class ProteinChain:
     "C-alpha trace of one protein chain: coordinates in Å, one row per residue."
@@ -49,7 +50,8 @@ class ProteinChain:
     def __post_init__(self):
         self.coords = np.asarray(self.coords, dtype=np.float32)
         n = len(self.coords)
-        if self.coords.shape != (n, 3): raise ValueError(f"{self.label}: coords must be (L, 3), got {self.coords.shape}")
+        if self.coords.shape != (n, 3):
+            raise ValueError(f"{self.label}: coords must be (L, 3), got {self.coords.shape}")
         if len(self.seq) != n or len(self.res_index) != n or len(self.mask) != n:
             raise ValueError(f"{self.label}: seq, res_index and mask must all have length {n}")
         self.res_index, self.mask = np.asarray(self.res_index, np.int64), np.asarray(self.mask, bool)
@@ -71,15 +73,18 @@ def structure_format(path) -> str:
     return 'pdb' if ext in ('.pdb', '.ent') else 'mmcif' if ext in ('.cif', '.mmcif') else ''
 
 def _read_structure(path: Path) -> tuple[gemmi.Structure, bool]:
-    "Read with gemmi's strict reader; retry PDB files ignoring columns 73-80 (junk element/charge). Returns (structure, lenient)."
+    """Read with gemmi's strict reader; retry PDB files ignoring columns 73-80 (junk element/charge).
+    Returns (structure, lenient)."""
     try: return gemmi.read_structure(str(path)), False
     except Exception as e:
         if structure_format(path) == 'mmcif': raise
         try: return gemmi.read_pdb(str(path), max_line_length=72), True
         except Exception: raise e from None
 
+# %% ../nbs/00_protein.ipynb #4e48b561
 def _residue_letter(res: gemmi.Residue) -> str | None:
-    "One-letter code of an amino-acid residue (parent for modified ones, 'X' if unknown); None if not an amino acid."
+    """One-letter code of an amino-acid residue (parent for modified ones, 'X' if unknown);
+    None if not an amino acid."""
     info = gemmi.find_tabulated_residue(res.name)
     if info is not None: return (info.one_letter_code.upper().strip() or 'X') if info.is_amino_acid() else None
     return 'X' if {'N', 'CA', 'C'} <= {a.name for a in res} else None  # untabulated residue with a backbone
@@ -95,6 +100,7 @@ def _chain_ca(chain: gemmi.Chain):
                 if atom.name == 'CA' and (best is None or atom.occ > best[1].occ): best = (letter, atom)
         if best is not None: yield best[0], best[1].pos.tolist(), (num, icode.strip())
 
+# %% ../nbs/00_protein.ipynb #603ebeeb
 def _res_index(seqids) -> np.ndarray:
     "Strictly increasing index: advance by the numbering difference, by 1 for insertion codes or renumbering."
     nums = np.array([n for n, _ in seqids], dtype=np.int64)
@@ -105,14 +111,17 @@ def _res_index(seqids) -> np.ndarray:
 def _split_at_breaks(ch: ProteinChain) -> list[ProteinChain]:
     "Cut a chain into its bonded segments, named `<chain>/<k>`."
     bounds = np.concatenate([[0], ch.breaks + 1, [len(ch)]])
-    return [ProteinChain(ch.name, f"{ch.chain_id}/{k}", ch.seq[a:b], ch.coords[a:b], ch.res_index[a:b] - ch.res_index[a],
-                         ch.mask[a:b], ch.res_ids[a:b], ch.source) for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
+    return [ProteinChain(ch.name, f"{ch.chain_id}/{k}", ch.seq[a:b], ch.coords[a:b],
+                         ch.res_index[a:b] - ch.res_index[a], ch.mask[a:b], ch.res_ids[a:b], ch.source)
+            for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
 
+# %% ../nbs/00_protein.ipynb #7fe94c7a
 def read_chains(path, chains=None, min_length: int = 20, on_break: str = 'keep', min_residues: int = 10):
     """Read the protein chains of a PDB/mmCIF file (plain or .gz) with gemmi: first model, one CA per residue.
     Returns `(kept, rejected)`: a list of `ProteinChain` and a list of `(label, reason)` for chains not kept."""
     path = Path(path)
-    if on_break not in ('keep', 'split', 'drop'): raise ValueError(f"on_break must be 'keep', 'split' or 'drop', got {on_break!r}")
+    if on_break not in ('keep', 'split', 'drop'):
+        raise ValueError(f"on_break must be 'keep', 'split' or 'drop', got {on_break!r}")
     if not path.is_file(): raise FileNotFoundError(f"{path}: no such structure file")
     try: st, lenient = _read_structure(path)
     except Exception as e: raise ValueError(f"{path}: gemmi cannot parse it ({e})") from None
@@ -128,10 +137,13 @@ def read_chains(path, chains=None, min_length: int = 20, on_break: str = 'keep',
         letters, xyz, seqids = zip(*rows)
         ch = ProteinChain(name, chain.name, ''.join(letters), np.array(xyz, np.float32), _res_index(seqids),
                           np.ones(len(rows), bool), [f"{n}{i}" for n, i in seqids], str(path))
-        if why := coords_problem(ch.coords): rejected.append((label, why)); continue
+        if why := coords_problem(ch.coords):
+            rejected.append((label, why))
+            continue
         parts = _split_at_breaks(ch) if on_break == 'split' else [ch]
         if on_break == 'drop' and len(ch.breaks):
-            rejected.append((label, f"{len(ch.breaks)} chain break(s) > {BREAK_DIST} Å and on_break='drop'")); continue
+            rejected.append((label, f"{len(ch.breaks)} chain break(s) > {BREAK_DIST} Å and on_break='drop'"))
+            continue
         for part in parts:
             if len(part) < min_length: rejected.append((part.label, f"{len(part)} residues < min_length {min_length}"))
             else: kept.append(part)
@@ -153,16 +165,26 @@ def ca_structure(coords, seq: str | None = None, chain_id: str = 'A', name: str 
     if len(seq) != len(coords): raise ValueError(f"seq has {len(seq)} letters for {len(coords)} residues")
     chain = gemmi.Chain(chain_id)
     for i, (xyz, aa) in enumerate(zip(coords, seq)):
-        res = gemmi.Residue(); res.name = _THREE.get(aa, 'UNK'); res.seqid = gemmi.SeqId(i + 1, ' ')
+        res = gemmi.Residue()
+        res.name = _THREE.get(aa, 'UNK')
+        res.seqid = gemmi.SeqId(i + 1, ' ')
         res.entity_type = gemmi.EntityType.Polymer
-        atom = gemmi.Atom(); atom.name = 'CA'; atom.element = gemmi.Element('C'); atom.pos = gemmi.Position(*xyz); atom.occ = 1.0
-        res.add_atom(atom); chain.add_residue(res)
+        atom = gemmi.Atom()
+        atom.name = 'CA'
+        atom.element = gemmi.Element('C')
+        atom.pos = gemmi.Position(*xyz)
+        atom.occ = 1.0
+        res.add_atom(atom)
+        chain.add_residue(res)
     model = gemmi.Model(1)
     model.add_chain(chain)
-    st = gemmi.Structure(); st.name = name; st.add_model(model)
+    st = gemmi.Structure()
+    st.name = name
+    st.add_model(model)
     st.setup_entities()
     return st
 
+# %% ../nbs/00_protein.ipynb #fecde08f
 def write_ca(coords, path, seq: str | None = None, chain_id: str = 'A') -> Path:
     "Write a CA-only backbone as PDB (`.pdb`) or mmCIF (`.cif`), gzipped if the name ends in `.gz`."
     path = Path(path)
@@ -170,8 +192,8 @@ def write_ca(coords, path, seq: str | None = None, chain_id: str = 'A') -> Path:
     fmt = structure_format(path)
     if fmt == 'pdb':
         if coords.min() <= -1000 or coords.max() >= 10000:  # PDB's 8.3 columns: fewer decimals, then nothing fits
-            warnings.warn(f"{path}: coordinates span [{coords.min():.0f}, {coords.max():.0f}] Å, beyond PDB's fixed columns; "
-                          "precision is lost (write .cif for exact values)")
+            warnings.warn(f"{path}: coordinates span [{coords.min():.0f}, {coords.max():.0f}] Å, "
+                          "beyond PDB's fixed columns; precision is lost (write .cif for exact values)")
         text = st.make_pdb_string(gemmi.PdbWriteOptions(minimal=True))
     elif fmt == 'mmcif': text = st.make_mmcif_document().as_string()
     else: raise ValueError(f"{path}: unknown structure extension (use .pdb, .cif, optionally .gz)")
@@ -181,13 +203,16 @@ def write_ca(coords, path, seq: str | None = None, chain_id: str = 'A') -> Path:
 
 # %% ../nbs/00_protein.ipynb #c03cc85f
 def check_prefix_mask(mask: torch.Tensor, name: str = 'mask') -> torch.Tensor:
-    "Return `mask` as float after checking it is a `[b, l]` prefix mask (valid residues first)."
+    """Return `mask` as float after checking it is a `[b, l]` prefix mask (valid residues first). The value checks
+    read the tensor (a device sync), so they are left out of a `torch.compile`d graph, whose callers checked first."""
     if mask.ndim != 2: raise ValueError(f"{name} must be [batch, length], got shape {tuple(mask.shape)}")
     m = mask.float()
+    if torch.compiler.is_compiling(): return m
     if ((m != 0) & (m != 1)).any(): raise ValueError(f"{name} must hold only 0/1")
     if (m[:, 1:] > m[:, :-1]).any(): raise ValueError(f"{name} must be a prefix mask (valid residues first)")
     return m
 
+# %% ../nbs/00_protein.ipynb #f110b6a5
 class LocalChain:
     """Where a chain's residues live: all on this process. The residue-mixing layers of the long model ask it for the
     residues they need — `full` (all residues of a per-residue tensor), `local` (this process's rows of a full tensor),
@@ -201,6 +226,7 @@ class LocalChain:
 
 LOCAL_CHAIN = LocalChain()
 
+# %% ../nbs/00_protein.ipynb #b4b0d1d7
 def centre_coords(x: torch.Tensor, mask: torch.Tensor, chain: LocalChain = LOCAL_CHAIN) -> torch.Tensor:
     "Subtract the masked centroid of each chain (over all its residues, wherever they live); padding becomes exactly 0."
     m = mask.to(x.dtype)[..., None]
@@ -214,7 +240,8 @@ def frenet_frames(ca: torch.Tensor, mask: torch.Tensor, eps: float = 1e-10) -> t
     m = check_prefix_mask(mask)
     bsz, l, _ = ca.shape
     n_valid = m.sum(-1).long()
-    if l < 3 or (n_valid < 3).any(): raise ValueError(f"frenet_frames needs at least 3 valid residues per chain, got {n_valid.tolist()}")
+    if l < 3 or (n_valid < 3).any():
+        raise ValueError(f"frenet_frames needs at least 3 valid residues per chain, got {n_valid.tolist()}")
     t = ca[:, 1:] - ca[:, :-1]
     t = t / torch.sqrt(eps + (t ** 2).sum(-1, keepdim=True))
     b = torch.linalg.cross(t[:, :-1], t[:, 1:], dim=-1)
@@ -229,7 +256,8 @@ def frenet_frames(ca: torch.Tensor, mask: torch.Tensor, eps: float = 1e-10) -> t
     return torch.where(m[..., None, None].bool(), rots, eye)
 
 # %% ../nbs/00_protein.ipynb #fd949f35
-def ideal_helix(n: int, radius: float = 2.3, rise: float = 1.5, turn: float = 100.0, dtype=torch.float64) -> torch.Tensor:
+def ideal_helix(n: int, radius: float = 2.3, rise: float = 1.5, turn: float = 100.0,
+                dtype=torch.float64) -> torch.Tensor:
     "C-alpha trace `[n, 3]` of an ideal α-helix (consecutive CA–CA ≈ 3.83 Å): a non-degenerate test chain."
     a = math.radians(turn) * torch.arange(n, dtype=dtype)
     return torch.stack([radius * torch.cos(a), radius * torch.sin(a), rise * torch.arange(n, dtype=dtype)], -1)
@@ -240,12 +268,14 @@ def atomic_write(path, mode: str = 'wb', **kw):
     """Open a temporary file beside `path` for writing (`mode` and `kw` as for `open`); on success it replaces `path` in
     one step (`os.replace`), on any failure it is removed and `path` is untouched: a full disk never destroys the
     previous file, and two writers never share a temporary name."""
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix='.tmp')
     try:
         with os.fdopen(fd, mode, **kw) as f:
             yield f
-            f.flush(); os.fsync(f.fileno())
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
@@ -253,6 +283,7 @@ def atomic_write(path, mode: str = 'wb', **kw):
             raise OSError(e.errno, e.strerror or str(e), str(path)) from None
         raise
 
+# %% ../nbs/00_protein.ipynb #bc086b4f
 def save_dataset(chains: list[ProteinChain], path, meta: dict | None = None) -> Path:
     """Write chains to one compressed `.npz` (atomically; `.npz` is appended to a name without it, as numpy does):
     concatenated coords + offsets, sequences, residue indices, labels. Returns the path written."""
@@ -269,15 +300,7 @@ def save_dataset(chains: list[ProteinChain], path, meta: dict | None = None) -> 
             sources=np.array([c.source for c in chains]), meta=np.array(repr(meta or {})))
     return path
 
-def load_chains(path) -> list[ProteinChain]:
-    "Read every chain back from a prepared dataset file."
-    d = _load_npz(path)
-    offsets = np.concatenate([[0], np.cumsum(d['lengths'])])
-    seq = str(d['seq'])
-    return [ProteinChain(str(d['names'][k]), str(d['chain_ids'][k]), seq[a:b], d['coords'][a:b], d['res_index'][a:b],
-                         np.ones(b - a, bool), source=str(d['sources'][k]))
-            for k, (a, b) in enumerate(zip(offsets[:-1], offsets[1:]))]
-
+# %% ../nbs/00_protein.ipynb #d6f28016
 def _check_dataset(path: Path, d: dict):
     "A dataset file is untrusted input: consistent shapes, and every chain's coordinates usable (`coords_problem`)."
     n, lengths = len(d['lengths']), d['lengths']
@@ -294,7 +317,8 @@ def _check_dataset(path: Path, d: dict):
 
 def _load_npz(path) -> dict:
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"{path}: no such dataset file (make one with `genie-long prepare`)")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such dataset file (make one with `genie-long prepare`)")
     try:
         with np.load(path, allow_pickle=False) as f: d = {k: f[k] for k in f.files}
     except Exception as e: raise ValueError(f"{path}: not a readable dataset file ({e})") from None
@@ -302,6 +326,16 @@ def _load_npz(path) -> dict:
         raise ValueError(f"{path}: not a genie_long dataset (missing {sorted(missing)})")
     _check_dataset(path, d)
     return d
+
+# %% ../nbs/00_protein.ipynb #d9f263f5
+def load_chains(path) -> list[ProteinChain]:
+    "Read every chain back from a prepared dataset file."
+    d = _load_npz(path)
+    offsets = np.concatenate([[0], np.cumsum(d['lengths'])])
+    seq = str(d['seq'])
+    return [ProteinChain(str(d['names'][k]), str(d['chain_ids'][k]), seq[a:b], d['coords'][a:b], d['res_index'][a:b],
+                         np.ones(b - a, bool), source=str(d['sources'][k]))
+            for k, (a, b) in enumerate(zip(offsets[:-1], offsets[1:]))]
 
 # %% ../nbs/00_protein.ipynb #ef5f03a1
 class ProteinDataset(torch.utils.data.Dataset):
@@ -329,18 +363,25 @@ class ProteinDataset(torch.utils.data.Dataset):
 
 # %% ../nbs/00_protein.ipynb #53b8347f
 def collate_chains(items: list[dict]) -> dict:
-    "Pad a list of `{'coords': [n, 3]}` items to `{'coords': [b, L, 3], 'mask': [b, L], 'index': [b]}` with prefix masks."
+    """Pad a list of `{'coords': [n, 3]}` items to `{'coords': [b, L, 3], 'mask': [b, L], 'index': [b]}`
+    with prefix masks."""
     L = max(len(it['coords']) for it in items)
-    coords = torch.zeros(len(items), L, 3); mask = torch.zeros(len(items), L)
+    coords = torch.zeros(len(items), L, 3)
+    mask = torch.zeros(len(items), L)
     for k, it in enumerate(items):
-        n = len(it['coords']); coords[k, :n] = it['coords']; mask[k, :n] = 1
+        n = len(it['coords'])
+        coords[k, :n] = it['coords']
+        mask[k, :n] = 1
     return {'coords': coords, 'mask': mask, 'index': torch.tensor([it.get('index', -1) for it in items])}
 
+# %% ../nbs/00_protein.ipynb #d9e92dbb
 class LengthBucketSampler(torch.utils.data.Sampler):
     "Batches of indices with similar lengths: shuffle, sort within pools of `pool` batches, cut, shuffle batches."
-    def __init__(self, lengths, batch_size: int, shuffle: bool = True, pool: int = 50, drop_last: bool = False, seed: int = 0):
+    def __init__(self, lengths, batch_size: int, shuffle: bool = True, pool: int = 50, drop_last: bool = False,
+                 seed: int = 0):
         if batch_size < 1: raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
-        self.lengths, self.bs, self.shuffle, self.pool, self.drop_last, self.seed = torch.as_tensor(lengths), batch_size, shuffle, pool, drop_last, seed
+        self.lengths, self.bs, self.shuffle = torch.as_tensor(lengths), batch_size, shuffle
+        self.pool, self.drop_last, self.seed = pool, drop_last, seed
         self.epoch = 0
     def set_epoch(self, epoch: int): self.epoch = epoch
     def _batches(self):

@@ -13,15 +13,17 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 from torch.utils.checkpoint import checkpoint
 from einops import rearrange, einsum
+from fastcore.basics import patch
 from .protein import check_prefix_mask, centre_coords, LOCAL_CHAIN
 from .reference import PairFeatureNet, InvariantPointAttention, invert_apply_frames
-from .structure import FlashStructureLayer, FlashStructureNet, AdaptiveMHCConfig, at_least_fp32, fp32_island
+from .structure import FlashStructureLayer, FlashStructureNet, MHCConfig, at_least_fp32, fp32_island
 
 # %% ../nbs/06_sparse_pairs.ipynb #95366f34
 def gather_residues(x: Tensor, idx: Tensor) -> Tensor:
     "Per-residue features x `[b, l, ...]` at neighbour lists idx `[b, l, k]` → `[b, l, k, ...]`."
     return x[torch.arange(x.shape[0], device=x.device)[:, None, None], idx]
 
+# %% ../nbs/06_sparse_pairs.ipynb #64323b0b
 def _sort_key(d: Tensor, j: Tensor) -> Tensor:
     "int64 keys ordered like (d, j) for non-negative fp32 d (its IEEE bit pattern is monotone) and 0 ≤ j < 2³¹."
     return (d.contiguous().view(torch.int32).long() << 32) | j
@@ -29,7 +31,9 @@ def _sort_key(d: Tensor, j: Tensor) -> Tensor:
 def _rows(l: int, rows: Tensor | None, device) -> Tensor:
     return torch.arange(l, device=device) if rows is None else rows
 
-def knn_coordinate(x: Tensor, mask: Tensor, k: int, chunk_size: int | None = None, rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
+# %% ../nbs/06_sparse_pairs.ipynb #66356475
+def knn_coordinate(x: Tensor, mask: Tensor, k: int, chunk_size: int | None = None,
+                   rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """The k nearest residues of every residue by C-alpha distance (self included), as `(idx, valid)` `[b, l, k]`.
     Exact top-k of the key (d_ij, j), computed over blocks of `chunk_size` query residues: O(chunk·L) memory.
     `rows`: the query residues (default all; under sequence parallelism, a rank's own), searched against all of x."""
@@ -45,17 +49,20 @@ def knn_coordinate(x: Tensor, mask: Tensor, k: int, chunk_size: int | None = Non
         d = torch.cdist(x32[:, r], x32, compute_mode="donot_use_mm_for_euclid_dist")  # exact, per element
         key = _sort_key(d.masked_fill(~m[:, None, :], math.inf), j)
         top = key.topk(kk, dim=-1, largest=False).values                              # sorted by (d, j)
-        idx.append(top & 0xFFFFFFFF); valid.append((top < inf_key) & m[:, r, None])
+        idx.append(top & 0xFFFFFFFF)
+        valid.append((top < inf_key) & m[:, r, None])
     idx, valid = torch.cat(idx, 1), torch.cat(valid, 1)
     if kk < k:  # fewer residues than k: pad with self, invalid
         self_idx = rows[None, :, None].expand(b, len(rows), k - kk)
         idx, valid = torch.cat([idx, self_idx], -1), F.pad(valid, (0, k - kk), value=False)
     return idx, valid
 
+# %% ../nbs/06_sparse_pairs.ipynb #04b4efaf
 def knn_sequence(mask: Tensor, k: int, rows: Tensor | None = None) -> tuple[Tensor, Tensor]:
     "{j : |i − j| ≤ ⌊k/2⌋, j ≠ i, j < n} padded with i (invalid) to k entries, as `(idx, valid)` `[b, rows, k]`."
     h = k // 2
-    off = torch.cat([torch.arange(-h, 0), torch.arange(1, h + 1), torch.zeros(k - 2 * h, dtype=torch.long)]).to(mask.device)
+    off = torch.cat([torch.arange(-h, 0), torch.arange(1, h + 1), torch.zeros(k - 2 * h, dtype=torch.long)])
+    off = off.to(mask.device)
     i = _rows(mask.shape[1], rows, mask.device)[:, None]
     j = i + off                                                                   # [rows, k]
     n = mask.bool().sum(-1)[:, None, None]
@@ -69,6 +76,7 @@ def knn_window(mask: Tensor, w: int, rows: Tensor | None = None) -> tuple[Tensor
     valid = (j >= 0) & (j < mask.bool().sum(-1)[:, None, None]) & mask.bool()[:, i[:, 0], None]
     return torch.where(valid, j, i), valid
 
+# %% ../nbs/06_sparse_pairs.ipynb #9989fdbc
 def first_occurrence(idx: Tensor, valid: Tensor) -> Tensor:
     "`valid` with every repeat of an index after its first valid occurrence in the list set to False."
     k = idx.shape[-1]
@@ -87,10 +95,12 @@ class SparseKNNPairSelector(nn.Module):
     def __init__(self, k: int = 32, strategy: str = "hybrid", include_all_local: bool = False, local_window: int = 3,
                  chunk_size: int | None = 1024):
         super().__init__()
-        if strategy not in self.strategies: raise ValueError(f"strategy must be one of {self.strategies}, got {strategy!r}")
+        if strategy not in self.strategies:
+            raise ValueError(f"strategy must be one of {self.strategies}, got {strategy!r}")
         if k < 1: raise ValueError(f"k must be ≥ 1, got {k}")
         if local_window < 0: raise ValueError(f"local_window must be ≥ 0, got {local_window}")
-        if chunk_size is not None and chunk_size < 1: raise ValueError(f"chunk_size must be ≥ 1 or None, got {chunk_size}")
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError(f"chunk_size must be ≥ 1 or None, got {chunk_size}")
         self.k, self.strategy, self.include_all_local = k, strategy, include_all_local
         self.local_window, self.chunk_size = local_window, chunk_size
         self.chain = LOCAL_CHAIN   # partners from the whole chain when its residues are split across processes (09)
@@ -100,20 +110,24 @@ class SparseKNNPairSelector(nn.Module):
         "K, the length of every list."
         return self.k + (2 * self.local_window + 1 if self.include_all_local else 0)
 
-    @torch.no_grad()
-    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        "C-alpha x `[b, l, 3]`, prefix mask `[b, l]` → (idx `[b, l, K]` long, valid `[b, l, K]` bool)."
-        if x.ndim != 3 or x.shape[-1] != 3: raise ValueError(f"x must be [b, l, 3], got {tuple(x.shape)}")
-        if tuple(mask.shape) != tuple(x.shape[:2]): raise ValueError(f"mask must be {tuple(x.shape[:2])}, got {tuple(mask.shape)}")
-        check_prefix_mask(mask)
-        rows = self.chain.positions(x.shape[1], x.device)              # this process's residues, in global indices
-        x, mask = self.chain.full(x), self.chain.full(mask)
-        if self.strategy == "coordinate": parts = [knn_coordinate(x, mask, self.k, self.chunk_size, rows)]
-        elif self.strategy == "sequence": parts = [knn_sequence(mask, self.k, rows)]
-        else: parts = [knn_coordinate(x, mask, self.k // 2, self.chunk_size, rows), knn_sequence(mask, self.k - self.k // 2, rows)]
-        if self.include_all_local: parts.append(knn_window(mask, self.local_window, rows))
-        idx, valid = (torch.cat(t, -1) for t in zip(*parts))
-        return idx, first_occurrence(idx, valid)
+# %% ../nbs/06_sparse_pairs.ipynb #f6a21e93
+@patch
+@torch.no_grad()
+def forward(self: SparseKNNPairSelector, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    "C-alpha x `[b, l, 3]`, prefix mask `[b, l]` → (idx `[b, l, K]` long, valid `[b, l, K]` bool)."
+    if x.ndim != 3 or x.shape[-1] != 3: raise ValueError(f"x must be [b, l, 3], got {tuple(x.shape)}")
+    if tuple(mask.shape) != tuple(x.shape[:2]):
+        raise ValueError(f"mask must be {tuple(x.shape[:2])}, got {tuple(mask.shape)}")
+    check_prefix_mask(mask)
+    rows = self.chain.positions(x.shape[1], x.device)              # this process's residues, in global indices
+    x, mask = self.chain.full(x), self.chain.full(mask)
+    if self.strategy == "coordinate": parts = [knn_coordinate(x, mask, self.k, self.chunk_size, rows)]
+    elif self.strategy == "sequence": parts = [knn_sequence(mask, self.k, rows)]
+    else: parts = [knn_coordinate(x, mask, self.k // 2, self.chunk_size, rows),
+                   knn_sequence(mask, self.k - self.k // 2, rows)]
+    if self.include_all_local: parts.append(knn_window(mask, self.local_window, rows))
+    idx, valid = (torch.cat(t, -1) for t in zip(*parts))
+    return idx, first_occurrence(idx, valid)
 
 # %% ../nbs/06_sparse_pairs.ipynb #931495d7
 class SparsePairFeatureNet(PairFeatureNet):
@@ -125,15 +139,18 @@ class SparsePairFeatureNet(PairFeatureNet):
         self.chain = LOCAL_CHAIN   # partner features and coordinates from the whole chain (09)
 
     def forward(self, s: Tensor, trans: Tensor, idx: Tensor, valid: Tensor) -> Tensor:
-        "s [b, l, c_s], C-alpha trans [b, l, 3], neighbour lists idx, valid [b, l, K] → e [b, l, K, c_p], 0 where invalid."
+        """s [b, l, c_s], C-alpha trans [b, l, 3], neighbour lists idx, valid [b, l, K] → e [b, l, K, c_p],
+        0 where invalid."""
         b, l, _ = s.shape
         if tuple(idx.shape[:2]) != (b, l) or idx.shape != valid.shape:
-            raise ValueError(f"idx and valid must both be [b, l, K] with (b, l) = {(b, l)}, got {tuple(idx.shape)}, {tuple(valid.shape)}")
+            raise ValueError(f"idx and valid must both be [b, l, K] with (b, l) = {(b, l)}, "
+                             f"got {tuple(idx.shape)}, {tuple(valid.shape)}")
         i = self.chain.positions(l, s.device)[:, None]
         rel = (i - idx).clamp(-self.relpos_k, self.relpos_k) + self.relpos_k
         e = (self.linear_s_p_i(s)[:, :, None] + gather_residues(self.chain.full(self.linear_s_p_j(s)), idx)
-             + F.embedding(rel, self.linear_relpos.weight.T) + self.linear_relpos.bias)     # one-hot @ W = a column of W
-        dist = torch.sqrt(1e-10 + ((trans[:, :, None] - gather_residues(self.chain.full(trans), idx)) ** 2).sum(-1, keepdim=True))
+             + F.embedding(rel, self.linear_relpos.weight.T) + self.linear_relpos.bias)   # one-hot @ W = a column of W
+        partners = gather_residues(self.chain.full(trans), idx)
+        dist = torch.sqrt(1e-10 + ((trans[:, :, None] - partners) ** 2).sum(-1, keepdim=True))
         return (e + self.linear_template(dist.to(s.dtype))) * valid[..., None].to(s.dtype)
 
 # %% ../nbs/06_sparse_pairs.ipynb #ead47c1d
@@ -141,56 +158,63 @@ class SparseIPA(InvariantPointAttention):
     """Invariant point attention (OpenFold Alg. 22, Genie's IPA) with each residue's softmax restricted to its
     neighbour list; pair bias and o^pair from edge features e_ij. Memory O(L K (C + H d)); the parameters are those of
     `InvariantPointAttention`, so `K = L` reproduces dense IPA."""
-    def __init__(self, c_s: int, c_z: int, c_hidden: int = 16, n_head: int = 12, n_qk_point: int = 4, n_v_point: int = 8,
-                 chunk_size: int | None = 512, inf: float = 1e5, eps: float = 1e-8):
+    def __init__(self, c_s: int, c_z: int, c_hidden: int = 16, n_head: int = 12, n_qk_point: int = 4,
+                 n_v_point: int = 8, chunk_size: int | None = 512, inf: float = 1e5, eps: float = 1e-8):
         super().__init__(c_s, c_z, c_hidden, n_head, n_qk_point, n_v_point, inf=inf, eps=eps)
-        if chunk_size is not None and chunk_size < 1: raise ValueError(f"chunk_size must be ≥ 1 or None, got {chunk_size}")
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError(f"chunk_size must be ≥ 1 or None, got {chunk_size}")
         self.chunk_size = chunk_size
         self.chain = LOCAL_CHAIN   # keys of every residue and the global centroid when the chain is split (09)
 
-    def attend(self, q, q_pts, e, idx, valid, k, k_pts, v, v_pts):
-        "One block of queries `[b, s, ...]` against their gathered neighbours → (o, o_pt in the global frame, o_pair)."
-        a = einsum(q, gather_residues(k, idx), "b i h c, b i k h c -> b i h k") * math.sqrt(1.0 / (3 * self.c_hidden))
-        a = a + math.sqrt(1.0 / 3) * rearrange(self.linear_b(e), "b i k h -> b i h k")
-        diff = q_pts[:, :, None] - gather_residues(k_pts, idx)                          # [b, s, k, h, p, 3]
-        a = a - 0.5 * rearrange(((diff ** 2).sum(-1) * self.point_weights()[:, None]).sum(-1), "b i k h -> b i h k")
-        a = torch.softmax(a.masked_fill(~valid[:, :, None], -self.inf), dim=-1)
-        return (einsum(a, gather_residues(v, idx), "b i h k, b i k h c -> b i h c"),
-                einsum(a, gather_residues(v_pts, idx), "b i h k, b i k h p d -> b i h p d"),
-                einsum(a, e, "b i h k, b i k c -> b i h c"))
+# %% ../nbs/06_sparse_pairs.ipynb #09691bbd
+@patch
+def attend(self: SparseIPA, q, q_pts, e, idx, valid, k, k_pts, v, v_pts):
+    "One block of queries `[b, s, ...]` against their gathered neighbours → (o, o_pt in the global frame, o_pair)."
+    a = einsum(q, gather_residues(k, idx), "b i h c, b i k h c -> b i h k") * math.sqrt(1.0 / (3 * self.c_hidden))
+    a = a + math.sqrt(1.0 / 3) * rearrange(self.linear_b(e), "b i k h -> b i h k")
+    diff = q_pts[:, :, None] - gather_residues(k_pts, idx)                          # [b, s, k, h, p, 3]
+    a = a - 0.5 * rearrange(((diff ** 2).sum(-1) * self.point_weights()[:, None]).sum(-1), "b i k h -> b i h k")
+    a = torch.softmax(a.masked_fill(~valid[:, :, None], -self.inf), dim=-1)
+    return (einsum(a, gather_residues(v, idx), "b i h k, b i k h c -> b i h c"),
+            einsum(a, gather_residues(v_pts, idx), "b i h k, b i k h p d -> b i h p d"),
+            einsum(a, e, "b i h k, b i k c -> b i h c"))
 
-    def forward(self, s: Tensor, e: Tensor, idx: Tensor, valid: Tensor, rots: Tensor, trans: Tensor, mask: Tensor) -> Tensor:
-        """s [b, l, c_s]; edge features e [b, l, K, c_z] on lists idx, valid [b, l, K]; frames rots [b, l, 3, 3],
-        trans [b, l, 3]; prefix mask [b, l] → [b, l, c_s]."""
-        b, l, _ = s.shape
-        if tuple(e.shape) != (*idx.shape, self.c_z) or tuple(idx.shape[:2]) != (b, l):
-            raise ValueError(f"e must be [b, l, K, c_z] = {(b, l, idx.shape[-1], self.c_z)}, got {tuple(e.shape)}")
-        dt = at_least_fp32(s.dtype)
-        with fp32_island(s.device):
-            R, e32 = rots.to(dt), e.to(dt)
-            x = centre_coords(trans.to(dt), mask, self.chain)
-            proj = self.project(s.to(dt), R, x)
-            keys = tuple(self.chain.full(proj[n]) for n in ("k", "k_pts", "v", "v_pts"))   # neighbours' keys, values
-            S = self.chunk_size or l
-            outs = []
-            for i0 in range(0, l, S):
-                blk = (proj["q"][:, i0:i0 + S], proj["q_pts"][:, i0:i0 + S], e32[:, i0:i0 + S], idx[:, i0:i0 + S],
-                       valid[:, i0:i0 + S], *keys)
-                grad = torch.is_grad_enabled() and S < l       # recompute each block's gathered keys in backward
-                outs.append(checkpoint(self.attend, *blk, use_reentrant=False) if grad else self.attend(*blk))
-            o, o_pt, o_pair = (torch.cat(t, 1) for t in zip(*outs))
-            o_pt = invert_apply_frames(R[:, :, None, None], x[:, :, None, None], o_pt)
-            feats = torch.cat([rearrange(o, "b l h c -> b l (h c)"), *rearrange(o_pt, "b l h p d -> d b l (h p)"),
-                               rearrange(torch.sqrt((o_pt ** 2).sum(-1) + self.eps), "b l h p -> b l (h p)"),
-                               rearrange(o_pair, "b l h c -> b l (h c)")], -1)
-        return self.linear_out(feats.to(s.dtype))
+# %% ../nbs/06_sparse_pairs.ipynb #f302bfcc
+@patch
+def forward(self: SparseIPA, s: Tensor, e: Tensor, idx: Tensor, valid: Tensor, rots: Tensor, trans: Tensor,
+            mask: Tensor) -> Tensor:
+    """s [b, l, c_s]; edge features e [b, l, K, c_z] on lists idx, valid [b, l, K]; frames rots [b, l, 3, 3],
+    trans [b, l, 3]; prefix mask [b, l] → [b, l, c_s]."""
+    b, l, _ = s.shape
+    if tuple(e.shape) != (*idx.shape, self.c_z) or tuple(idx.shape[:2]) != (b, l):
+        raise ValueError(f"e must be [b, l, K, c_z] = {(b, l, idx.shape[-1], self.c_z)}, got {tuple(e.shape)}")
+    dt = at_least_fp32(s.dtype)
+    with fp32_island(s.device):
+        R, e32 = rots.to(dt), e.to(dt)
+        x = centre_coords(trans.to(dt), mask, self.chain)
+        proj = self.project(s.to(dt), R, x)
+        keys = tuple(self.chain.full(proj[n]) for n in ("k", "k_pts", "v", "v_pts"))   # neighbours' keys, values
+        S = self.chunk_size or l
+        outs = []
+        for i0 in range(0, l, S):
+            blk = (proj["q"][:, i0:i0 + S], proj["q_pts"][:, i0:i0 + S], e32[:, i0:i0 + S], idx[:, i0:i0 + S],
+                   valid[:, i0:i0 + S], *keys)
+            grad = torch.is_grad_enabled() and S < l       # recompute each block's gathered keys in backward
+            outs.append(checkpoint(self.attend, *blk, use_reentrant=False) if grad else self.attend(*blk))
+        o, o_pt, o_pair = (torch.cat(t, 1) for t in zip(*outs))
+        o_pt = invert_apply_frames(R[:, :, None, None], x[:, :, None, None], o_pt)
+        feats = torch.cat([rearrange(o, "b l h c -> b l (h c)"), *rearrange(o_pt, "b l h p d -> d b l (h p)"),
+                           rearrange(torch.sqrt((o_pt ** 2).sum(-1) + self.eps), "b l h p -> b l (h p)"),
+                           rearrange(o_pair, "b l h c -> b l (h c)")], -1)
+    return self.linear_out(feats.to(s.dtype))
 
 # %% ../nbs/06_sparse_pairs.ipynb #78af9b87
 class SparseStructureLayer(FlashStructureLayer):
     "`FlashStructureLayer`'s residuals, transition and frame update around `SparseIPA` on edge features."
-    def __init__(self, c_s: int = 128, c_p: int = 128, c_hidden_ipa: int = 16, n_head_ipa: int = 12, n_qk_point: int = 4,
-                 n_v_point: int = 8, ipa_dropout: float = 0.1, n_transition_layer: int = 1, transition_dropout: float = 0.1,
-                 use_mhc: bool = True, mhc: AdaptiveMHCConfig | None = None, layer_index: int = 0, chunk_size: int | None = 512):
+    def __init__(self, c_s: int = 128, c_p: int = 128, c_hidden_ipa: int = 16, n_head_ipa: int = 12,
+                 n_qk_point: int = 4, n_v_point: int = 8, ipa_dropout: float = 0.1, n_transition_layer: int = 1,
+                 transition_dropout: float = 0.1, use_mhc: bool = True, mhc: MHCConfig | None = None,
+                 layer_index: int = 0, chunk_size: int | None = 512):
         super().__init__(c_s, c_p, 4, c_hidden_ipa, n_head_ipa, n_qk_point, n_v_point, ipa_dropout, n_transition_layer,
                          transition_dropout, use_mhc, mhc, layer_index, relpos=None)
         del self.linear_pair_left, self.linear_pair_right       # the edges are Genie's pair itself: no IPA factors
@@ -200,17 +224,18 @@ class SparseStructureLayer(FlashStructureLayer):
         "x: s `[b, l, c_s]` or streams `[b, l, n, c_s]`; edges e `[b, l, K, c_p]` on (idx, valid) → (x, rots, trans)."
         return self.residual_update(x, lambda h: self.ipa(h, e, idx, valid, rots, trans, mask), rots, trans)
 
+# %% ../nbs/06_sparse_pairs.ipynb #ae5d9549
 class SparseStructureNet(FlashStructureNet):
     """Genie's structure module on sparse edges: `n_layer` `SparseStructureLayer`s, frames in and frames out,
     `checkpoint_layers` as in `FlashStructureNet`."""
-    def __init__(self, c_s: int = 128, c_p: int = 128, c_hidden_ipa: int = 16, n_head_ipa: int = 12, n_qk_point: int = 4,
-                 n_v_point: int = 8, n_layer: int = 5, ipa_dropout: float = 0.1, n_transition_layer: int = 1,
-                 transition_dropout: float = 0.1, use_mhc: bool = True, mhc: AdaptiveMHCConfig | None = None,
-                 chunk_size: int | None = 512, checkpoint_layers: bool = False):
+    def __init__(self, c_s: int = 128, c_p: int = 128, c_hidden_ipa: int = 16, n_head_ipa: int = 12,
+                 n_qk_point: int = 4, n_v_point: int = 8, n_layer: int = 5, ipa_dropout: float = 0.1,
+                 n_transition_layer: int = 1, transition_dropout: float = 0.1, use_mhc: bool = True,
+                 mhc: MHCConfig | None = None, chunk_size: int | None = 512, checkpoint_layers: bool = False):
         super().__init__(c_s, c_p, n_layer=0, use_mhc=use_mhc, mhc=mhc, checkpoint_layers=checkpoint_layers)
         self.layers = nn.ModuleList([SparseStructureLayer(
-            c_s, c_p, c_hidden_ipa, n_head_ipa, n_qk_point, n_v_point, ipa_dropout, n_transition_layer, transition_dropout,
-            use_mhc, self.mhc, i, chunk_size) for i in range(n_layer)])
+            c_s, c_p, c_hidden_ipa, n_head_ipa, n_qk_point, n_v_point, ipa_dropout, n_transition_layer,
+            transition_dropout, use_mhc, self.mhc, i, chunk_size) for i in range(n_layer)])
 
     def forward(self, s: Tensor, e: Tensor, idx: Tensor, valid: Tensor, rots: Tensor, trans: Tensor, mask: Tensor,
                 return_single: bool = False):

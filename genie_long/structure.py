@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['at_least_fp32', 'fp32_island', 'fourier_frequencies', 'FlashIPA', 'sinkhorn_knopp', 'ManifoldHyperConnection',
-           'AdaptiveMHCConfig', 'FlashStructureLayer', 'FlashStructureNet']
+           'MHCConfig', 'FlashStructureLayer', 'FlashStructureNet']
 
 # %% ../nbs/04_structure.ipynb #93892dc7
 import math, contextlib
@@ -114,9 +114,12 @@ class FlashIPA(InvariantPointAttention):
         return tuple(rearrange(F.pad(x, (0, d - x.shape[-1])), "b l h d -> b h l d") for x in (qt, kt, vt))
 
     def attend(self, qt: Tensor, kt: Tensor, vt: Tensor, mask: Tensor) -> Tensor:
-        "õ = SDPA(q̃, k̃, ṽ, scale=1) with a boolean key mask; query chunks (if `chunk_size`) are recomputed in backward."
+        """õ = SDPA(q̃, k̃, ṽ, scale=1) with a boolean key mask, or none when nothing is padded (so that the flash and
+        cuDNN kernels, which take no mask, can run; a compiled graph keeps the mask rather than read it); query chunks
+        (if `chunk_size`) are recomputed in backward."""
         kt, vt = self.chain.full(kt, 2), self.chain.full(vt, 2)          # local queries, keys of every residue
-        keep = self.chain.full(mask).bool()[:, None, None, :]
+        keep = self.chain.full(mask).bool()
+        keep = None if not torch.compiler.is_compiling() and bool(keep.all()) else keep[:, None, None, :]
         fn = lambda q: F.scaled_dot_product_attention(q, kt, vt, attn_mask=keep, scale=1.0)
         l, S = qt.shape[2], self.chunk_size
         if S is None or S >= l: return fn(qt)
@@ -217,8 +220,8 @@ class ManifoldHyperConnection(nn.Module):
 
 # %% ../nbs/04_structure.ipynb #df504027
 @dataclass
-class AdaptiveMHCConfig:
-    "mHC settings; `for_length` lowers the stream count 4 → 2 → 1 (mHC off) when memory is short."
+class MHCConfig:
+    "mHC settings (the stream count n is part of the architecture: it sets the weights)."
     n_streams: int = 4
     sinkhorn_iters: int = 20
     log_domain: bool = True
@@ -226,21 +229,6 @@ class AdaptiveMHCConfig:
     beta_res: float = 4.0
     pre_mass: float = 0.9
     dynamic: bool = True
-    saved_per_element: float = 17.0   # k_s: stream values saved for backward per structure layer (measured in 04)
-
-    def stream_bytes(self, L: int, c_s: int = 128, n_layers: int = 5, batch: int = 1, bytes_per_el: int = 4,
-                     n_streams: int | None = None) -> float:
-        "Activation bytes of the residual streams: k_s · n · L · c_s · bytes · n_layers · batch."
-        n = self.n_streams if n_streams is None else n_streams
-        return self.saved_per_element * n * L * c_s * bytes_per_el * n_layers * batch
-
-    def for_length(self, L: int, memory_gb: float | None = None, other_bytes: float = 0.0, **kw) -> "AdaptiveMHCConfig":
-        "A copy with the most streams (n_streams, then 2, then 1) whose estimate fits `memory_gb` (10⁹ B); None: no limit."
-        if memory_gb is None: return replace(self)
-        for n in (self.n_streams, 2):
-            if n <= self.n_streams and other_bytes + self.stream_bytes(L, n_streams=n, **kw) <= memory_gb * 1e9:
-                return replace(self, n_streams=n)
-        return replace(self, n_streams=1)
 
     def make(self, c: int, layer_index: int = 0) -> ManifoldHyperConnection:
         "The mHC module for width `c` at sublayer `layer_index`."
@@ -257,7 +245,7 @@ class FlashStructureLayer(nn.Module):
     mHC layer (`use_mhc=True`); IPA is Flash-IPA (`ipa='flash'`) or dense IPA on the reconstructed pair (`ipa='dense'`)."""
     def __init__(self, c_s: int = 128, c_p: int = 128, c_ipa_pair: int = 16, c_hidden_ipa: int = 16, n_head_ipa: int = 12,
                  n_qk_point: int = 4, n_v_point: int = 8, ipa_dropout: float = 0.1, n_transition_layer: int = 1,
-                 transition_dropout: float = 0.1, use_mhc: bool = True, mhc: AdaptiveMHCConfig | None = None,
+                 transition_dropout: float = 0.1, use_mhc: bool = True, mhc: MHCConfig | None = None,
                  layer_index: int = 0, ipa: str = "flash", relpos: str | None = "fourier", n_relpos_freq: int = 16,
                  relpos_max_len: int = 4096, chunk_size: int | None = None):
         super().__init__()
@@ -272,7 +260,7 @@ class FlashStructureLayer(nn.Module):
         if not use_mhc:
             self.transition = StructureTransition(c_s, n_transition_layer, transition_dropout)
         else:
-            mhc, k = mhc or AdaptiveMHCConfig(), (1 + n_transition_layer) * layer_index
+            mhc, k = mhc or MHCConfig(), (1 + n_transition_layer) * layer_index
             self.n_streams = mhc.n_streams
             self.mhc_ipa = mhc.make(c_s, k)
             self.mhc_transition = nn.ModuleList([mhc.make(c_s, k + 1 + t) for t in range(n_transition_layer)])
@@ -323,13 +311,13 @@ class FlashStructureNet(nn.Module):
     def __init__(self, c_s: int = 128, c_p: int = 128, rank: int = 8, c_ipa_pair: int | None = None,
                  c_hidden_ipa: int = 16, n_head_ipa: int = 12, n_qk_point: int = 4, n_v_point: int = 8,
                  n_layer: int = 5, ipa_dropout: float = 0.1, n_transition_layer: int = 1, transition_dropout: float = 0.1,
-                 use_mhc: bool = True, mhc: AdaptiveMHCConfig | None = None, ipa: str = "flash",
+                 use_mhc: bool = True, mhc: MHCConfig | None = None, ipa: str = "flash",
                  relpos: str | None = "fourier", n_relpos_freq: int = 16, relpos_max_len: int = 4096,
                  chunk_size: int | None = None, checkpoint_layers: bool = False):
         super().__init__()
         self.c_s, self.c_p, self.rank, self.checkpoint_layers = c_s, c_p, rank, checkpoint_layers
         self.c_ipa_pair = c_ipa_pair or max(4, 128 // rank)
-        self.use_mhc, self.mhc = use_mhc, ((mhc or AdaptiveMHCConfig()) if use_mhc else None)
+        self.use_mhc, self.mhc = use_mhc, ((mhc or MHCConfig()) if use_mhc else None)
         self.layers = nn.ModuleList([FlashStructureLayer(
             c_s, c_p, self.c_ipa_pair, c_hidden_ipa, n_head_ipa, n_qk_point, n_v_point, ipa_dropout, n_transition_layer,
             transition_dropout, use_mhc, self.mhc, i, ipa, relpos, n_relpos_freq, relpos_max_len, chunk_size)

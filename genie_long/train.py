@@ -5,6 +5,7 @@
 # %% ../nbs/00c_train.ipynb #021f9a82
 from __future__ import annotations
 import csv, fcntl, os, pickle, random, re, signal, socket, sys, threading, time
+from functools import partial
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -66,7 +67,7 @@ class DiffusionLearner:
     "Step-based training of a denoiser on Genie's ε-loss (fast.ai miniai `Learner` pattern: features are callbacks)."
     defer_interrupt = True   # Ctrl-C waits for the step boundary (off where ranks must stop together)
     def __init__(self, model: nn.Module, data, schedule: GenieSchedule | None = None, lr: float = 1e-4,
-                 opt_func=torch.optim.Adam, cbs=(), meta: dict | None = None):
+                 opt_func=partial(torch.optim.Adam, fused=True), cbs=(), meta: dict | None = None):
         self.model, self.data, self.lr = model, data, lr
         self.schedule = schedule if schedule is not None else GenieSchedule()
         self.opt = opt_func(model.parameters(), lr=lr)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 from torch.utils.checkpoint import checkpoint
 from einops import rearrange, einsum, repeat
+from fastcore.basics import patch
 from .protein import check_prefix_mask, LOCAL_CHAIN
 from .reference import Linear
 from .factorized_pairs import mask_factors, sdpa_padded, _check_preset
@@ -31,6 +32,7 @@ def triangle_contract(a_left: Tensor, a_right: Tensor, b_left: Tensor, b_right: 
     if mean: core = core / m.sum(1, keepdim=True).clamp(min=1)   # [b, 1, 1, 1]: n per sample (empty sample: 0, not nan)
     return einsum(u_side, core, "b i r c, b r s c -> b i s c"), v_side
 
+# %% ../nbs/02_triangle_ops.ipynb #d5e73d5e
 def maybe_checkpoint(fn, *args):
     "`fn(*args)`, under activation checkpointing when autograd records (its activations are recomputed in backward)."
     return checkpoint(fn, *args, use_reentrant=False) if torch.is_grad_enabled() else fn(*args)
@@ -49,8 +51,10 @@ class FactorizedTriangleMultiplicativeUpdate(nn.Module):
                  chunk_size: int | None = None):
         super().__init__()
         _check_preset(preset, type(self).__name__)
-        if rank < 1 or c_hidden < 1: raise ValueError(f"{type(self).__name__}: rank and c_hidden must be >= 1, got {rank}, {c_hidden}")
-        if chunk_size is not None and chunk_size < 1: raise ValueError(f"{type(self).__name__}: chunk_size must be >= 1 or None, got {chunk_size}")
+        if rank < 1 or c_hidden < 1:
+            raise ValueError(f"{type(self).__name__}: rank and c_hidden must be >= 1, got {rank}, {c_hidden}")
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError(f"{type(self).__name__}: chunk_size must be >= 1 or None, got {chunk_size}")
         self.c_p, self.rank, self.c_hidden, self.preset, self.chunk_size = c_p, rank, c_hidden, preset, chunk_size
         self.chain = LOCAL_CHAIN   # the core is a sum over all residues, wherever they live (09)
         self.layer_norm_left, self.layer_norm_right = nn.LayerNorm(c_p), nn.LayerNorm(c_p)
@@ -64,74 +68,97 @@ class FactorizedTriangleMultiplicativeUpdate(nn.Module):
             self.linear_z_left = Linear(c_hidden, c_p, init="final")         # W_zL = 0: the identity at init
             self.linear_z_right = Linear(c_hidden, c_p, fan="openfold")      # W_zR ≠ 0, so ΔU gets a gradient
         else:
-            self.linear_a_p, self.linear_a_g = Linear(c_p, c_hidden, fan="openfold"), Linear(c_p, c_hidden, init="gating")
-            self.linear_b_p, self.linear_b_g = Linear(c_p, c_hidden, fan="openfold"), Linear(c_p, c_hidden, init="gating")
+            self.linear_a_p = Linear(c_p, c_hidden, fan="openfold")
+            self.linear_a_g = Linear(c_p, c_hidden, init="gating")
+            self.linear_b_p = Linear(c_p, c_hidden, fan="openfold")
+            self.linear_b_g = Linear(c_p, c_hidden, init="gating")
             self.mix_a, self.mix_b = nn.Parameter(torch.eye(rank)), nn.Parameter(torch.eye(rank))   # W_mix,a, W_mix,b
             self.layer_norm_out = nn.LayerNorm(c_hidden)
             self.linear_out = Linear(c_hidden, c_p, init="final")
             self.linear_gate = Linear(c_p, c_p, init="gating")
             self.dropout = nn.Dropout(dropout)
 
-    def _gated(self, f: Tensor, m: Tensor, side: str, which: int) -> Tensor:
-        "One gated, masked projection of one factor side: `which` 0 → a, 1 → b; `side` 'left' (of LN F_L) or 'right'."
-        ln, proj, gate = ((self.layer_norm_left, self.proj_left, self.gate_left) if side == "left"
-                          else (self.layer_norm_right, self.proj_right, self.gate_right))
-        h, rows = ln(f), slice(which * self.c_hidden, (which + 1) * self.c_hidden)
-        return F.linear(h, proj.weight[rows], proj.bias[rows]) * torch.sigmoid(F.linear(h, gate.weight[rows], gate.bias[rows])) * m
+# %% ../nbs/02_triangle_ops.ipynb #390983b5
+@patch
+def _gated(self: FactorizedTriangleMultiplicativeUpdate, f: Tensor, m: Tensor, side: str, which: int) -> Tensor:
+    "One gated, masked projection of one factor side: `which` 0 → a, 1 → b; `side` 'left' (of LN F_L) or 'right'."
+    ln, proj, gate = ((self.layer_norm_left, self.proj_left, self.gate_left) if side == "left"
+                      else (self.layer_norm_right, self.proj_right, self.gate_right))
+    h, rows = ln(f), slice(which * self.c_hidden, (which + 1) * self.c_hidden)
+    value = F.linear(h, proj.weight[rows], proj.bias[rows])
+    return value * torch.sigmoid(F.linear(h, gate.weight[rows], gate.bias[rows])) * m
 
-    def projections(self, f_left: Tensor, f_right: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        "Exact preset: the gated, masked projections (a^L, a^R, b^L, b^R), each `[b, l, r, c_hidden]`."
-        m = mask.to(f_left.dtype)[:, :, None, None]
-        return (self._gated(f_left, m, "left", 0), self._gated(f_right, m, "right", 0),
-                self._gated(f_left, m, "left", 1), self._gated(f_right, m, "right", 1))
+@patch
+def projections(self: FactorizedTriangleMultiplicativeUpdate, f_left: Tensor, f_right: Tensor,
+                mask: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    "Exact preset: the gated, masked projections (a^L, a^R, b^L, b^R), each `[b, l, r, c_hidden]`."
+    m = mask.to(f_left.dtype)[:, :, None, None]
+    return (self._gated(f_left, m, "left", 0), self._gated(f_right, m, "right", 0),
+            self._gated(f_left, m, "left", 1), self._gated(f_right, m, "right", 1))
 
-    def _core_part(self, f: Tensor, mask: Tensor) -> Tensor:
-        "Pass 1 on a residue chunk: its share of the core, Σ_k a^R ⊙ b^R (outgoing, f = F_R) or a^L ⊙ b^L (incoming, f = F_L)."
-        m, side = mask.to(f.dtype)[:, :, None, None], "right" if self.outgoing else "left"
-        return einsum(self._gated(f, m, side, 0), self._gated(f, m, side, 1), "b k r c, b k s c -> b r s c")
+# %% ../nbs/02_triangle_ops.ipynb #a05d5202
+@patch
+def _core_part(self: FactorizedTriangleMultiplicativeUpdate, f: Tensor, mask: Tensor) -> Tensor:
+    """Pass 1 on a residue chunk: its share of the core, Σ_k a^R ⊙ b^R (outgoing, f = F_R)
+    or a^L ⊙ b^L (incoming, f = F_L)."""
+    m, side = mask.to(f.dtype)[:, :, None, None], "right" if self.outgoing else "left"
+    return einsum(self._gated(f, m, side, 0), self._gated(f, m, side, 1), "b k r c, b k s c -> b r s c")
 
-    def _output_part(self, f_left: Tensor, f_right: Tensor, mask: Tensor, core: Tensor) -> tuple[Tensor, Tensor]:
-        "Pass 2 on a residue chunk: U_i,s = Σ_r a_i,r ⊙ G_rs and V (a^L, b^L outgoing; a^R, b^R incoming), then ΔU, ΔV."
-        m = mask.to(f_left.dtype)[:, :, None, None]
-        f, side = (f_left, "left") if self.outgoing else (f_right, "right")
-        u = einsum(self._gated(f, m, side, 0), core, "b i r c, b r s c -> b i s c")
-        g = torch.sigmoid(self.linear_g(self.layer_norm_g(f_left.sum(2))))[:, :, None]   # g_i [b, l, 1, c]
-        return (mask_factors(self.linear_z_left(self.layer_norm_out_left(u)) * g, mask),
-                mask_factors(self.linear_z_right(self.layer_norm_out_right(self._gated(f, m, side, 1))), mask))
+@patch
+def _output_part(self: FactorizedTriangleMultiplicativeUpdate, f_left: Tensor, f_right: Tensor, mask: Tensor,
+                 core: Tensor) -> tuple[Tensor, Tensor]:
+    """Pass 2 on a residue chunk: U_i,s = Σ_r a_i,r ⊙ G_rs and V (a^L, b^L outgoing; a^R, b^R incoming),
+    then ΔU, ΔV."""
+    m = mask.to(f_left.dtype)[:, :, None, None]
+    f, side = (f_left, "left") if self.outgoing else (f_right, "right")
+    u = einsum(self._gated(f, m, side, 0), core, "b i r c, b r s c -> b i s c")
+    g = torch.sigmoid(self.linear_g(self.layer_norm_g(f_left.sum(2))))[:, :, None]   # g_i [b, l, 1, c]
+    return (mask_factors(self.linear_z_left(self.layer_norm_out_left(u)) * g, mask),
+            mask_factors(self.linear_z_right(self.layer_norm_out_right(self._gated(f, m, side, 1))), mask))
 
-    def _check(self, f_left: Tensor, f_right: Tensor, mask: Tensor):
-        name = type(self).__name__
-        if f_left.ndim != 4 or f_left.shape != f_right.shape or f_left.shape[-1] != self.c_p:
-            raise ValueError(f"{name}: f_left {tuple(f_left.shape)} and f_right {tuple(f_right.shape)} must both be [b, l, r, c_p={self.c_p}]")
-        if self.preset == "design" and f_left.shape[2] != self.rank:
-            raise ValueError(f"{name}(design): rank {f_left.shape[2]} differs from the module's rank {self.rank}")
-        if tuple(mask.shape) != tuple(f_left.shape[:2]):
-            raise ValueError(f"{name}: mask must be {tuple(f_left.shape[:2])}, got {tuple(mask.shape)}")
-        check_prefix_mask(mask)
+# %% ../nbs/02_triangle_ops.ipynb #a0b79b46
+@patch
+def _check(self: FactorizedTriangleMultiplicativeUpdate, f_left: Tensor, f_right: Tensor, mask: Tensor):
+    name = type(self).__name__
+    if f_left.ndim != 4 or f_left.shape != f_right.shape or f_left.shape[-1] != self.c_p:
+        raise ValueError(f"{name}: f_left {tuple(f_left.shape)} and f_right {tuple(f_right.shape)} "
+                         f"must both be [b, l, r, c_p={self.c_p}]")
+    if self.preset == "design" and f_left.shape[2] != self.rank:
+        raise ValueError(f"{name}(design): rank {f_left.shape[2]} differs from the module's rank {self.rank}")
+    if tuple(mask.shape) != tuple(f_left.shape[:2]):
+        raise ValueError(f"{name}: mask must be {tuple(f_left.shape[:2])}, got {tuple(mask.shape)}")
+    check_prefix_mask(mask)
 
-    def forward(self, f_left: Tensor, f_right: Tensor, mask: Tensor) -> tuple[Tensor | None, Tensor | None]:
-        "f_left, f_right [b, l, r, c_p], mask [b, l] → exact: (ΔU, ΔV); design: (ΔF_L, ΔF_R), one of them None."
-        self._check(f_left, f_right, mask)
-        if self.preset == "design": return self._design(f_left, f_right, mask)
-        L = f_left.shape[1]
-        S, run = (L, lambda fn, *a: fn(*a)) if self.chunk_size is None else (self.chunk_size, maybe_checkpoint)
-        f_core = f_right if self.outgoing else f_left
-        core = self.chain.sum(sum(run(self._core_part, f_core[:, i:i + S], mask[:, i:i + S]) for i in range(0, L, S)))
-        core = core / self.chain.sum(mask.to(core.dtype).sum(1)).clamp(min=1)[:, None, None, None]   # a mean over k (empty: 0)
-        parts = [run(self._output_part, f_left[:, i:i + S], f_right[:, i:i + S], mask[:, i:i + S], core) for i in range(0, L, S)]
-        return torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts], 1)
+@patch
+def forward(self: FactorizedTriangleMultiplicativeUpdate, f_left: Tensor, f_right: Tensor,
+            mask: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    "f_left, f_right [b, l, r, c_p], mask [b, l] → exact: (ΔU, ΔV); design: (ΔF_L, ΔF_R), one of them None."
+    self._check(f_left, f_right, mask)
+    if self.preset == "design": return self._design(f_left, f_right, mask)
+    L = f_left.shape[1]
+    S, run = (L, lambda fn, *a: fn(*a)) if self.chunk_size is None else (self.chunk_size, maybe_checkpoint)
+    f_core = f_right if self.outgoing else f_left
+    core = self.chain.sum(sum(run(self._core_part, f_core[:, i:i + S], mask[:, i:i + S]) for i in range(0, L, S)))
+    n = self.chain.sum(mask.to(core.dtype).sum(1)).clamp(min=1)
+    core = core / n[:, None, None, None]   # a mean over k (empty: 0)
+    parts = [run(self._output_part, f_left[:, i:i + S], f_right[:, i:i + S], mask[:, i:i + S], core)
+             for i in range(0, L, S)]
+    return torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts], 1)
 
-    def _design(self, z_left: Tensor, z_right: Tensor, mask: Tensor):
-        m = mask.to(z_left.dtype)[:, :, None, None]
-        hl, hr = self.layer_norm_left(z_left), self.layer_norm_right(z_right)
-        a = einsum(self.mix_a, self.linear_a_p(hl) * torch.sigmoid(self.linear_a_g(hl)), "r s, b l s c -> b l r c")
-        b = einsum(self.mix_b, self.linear_b_p(hr) * torch.sigmoid(self.linear_b_g(hr)), "r s, b l s c -> b l r c")
-        pooled, kept, z = (b, a, z_left) if self.outgoing else (a, b, z_right)
-        mean = (pooled * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp(min=1)       # masked mean over residues
-        delta = self.linear_out(self.layer_norm_out(kept * mean)) * torch.sigmoid(self.linear_gate(z))
-        delta = mask_factors(self.dropout(delta), mask)
-        return (delta, None) if self.outgoing else (None, delta)
+# %% ../nbs/02_triangle_ops.ipynb #825dc0e4
+@patch
+def _design(self: FactorizedTriangleMultiplicativeUpdate, z_left: Tensor, z_right: Tensor, mask: Tensor):
+    m = mask.to(z_left.dtype)[:, :, None, None]
+    hl, hr = self.layer_norm_left(z_left), self.layer_norm_right(z_right)
+    a = einsum(self.mix_a, self.linear_a_p(hl) * torch.sigmoid(self.linear_a_g(hl)), "r s, b l s c -> b l r c")
+    b = einsum(self.mix_b, self.linear_b_p(hr) * torch.sigmoid(self.linear_b_g(hr)), "r s, b l s c -> b l r c")
+    pooled, kept, z = (b, a, z_left) if self.outgoing else (a, b, z_right)
+    mean = (pooled * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp(min=1)       # masked mean over residues
+    delta = self.linear_out(self.layer_norm_out(kept * mean)) * torch.sigmoid(self.linear_gate(z))
+    delta = mask_factors(self.dropout(delta), mask)
+    return (delta, None) if self.outgoing else (None, delta)
 
+# %% ../nbs/02_triangle_ops.ipynb #0819ca4e
 class FactorizedTriangleMultiplicationOutgoing(FactorizedTriangleMultiplicativeUpdate):
     "Outgoing edges (AF2 Alg. 11), x_ij = Σ_k a_ik ⊙ b_jk, in factor form."
     outgoing = True
@@ -154,7 +181,8 @@ class ChunkedTriangleAttention(nn.Module):
                  chunk_size: int | None = None, c_bias: int = 16):
         super().__init__()
         _check_preset(preset, type(self).__name__)
-        if chunk_size is not None and chunk_size < 1: raise ValueError(f"{type(self).__name__}: chunk_size must be >= 1 or None, got {chunk_size}")
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError(f"{type(self).__name__}: chunk_size must be >= 1 or None, got {chunk_size}")
         self.c_p, self.rank, self.n_head, self.c_head, self.preset = c_p, rank, n_head, c_head, preset
         self.chunk_size, self.c_bias = chunk_size, c_bias
         self.layer_norm = nn.LayerNorm(c_p)
@@ -163,55 +191,67 @@ class ChunkedTriangleAttention(nn.Module):
         self.linear_v = Linear(c_p, n_head * c_head, bias=False, init="glorot")
         self.linear_gate = Linear(c_p, n_head * c_head if preset == "exact" else c_p, init="gating")
         if preset == "exact":
-            self.proj_left, self.proj_right = Linear(c_p, c_bias, bias=False, fan="openfold"), Linear(c_p, c_bias, bias=False, fan="openfold")
+            self.proj_left = Linear(c_p, c_bias, bias=False, fan="openfold")
+            self.proj_right = Linear(c_p, c_bias, bias=False, fan="openfold")
             self.bias_weight = nn.Parameter(torch.randn(n_head, c_bias) / math.sqrt(c_bias))   # w_h
             self.linear_out = Linear(n_head * c_head, n_head * c_head, fan="openfold")
-            self.linear_up = Linear(n_head * c_head, rank * c_p, init="final")                # W_up = 0: identity at init
+            self.linear_up = Linear(n_head * c_head, rank * c_p, init="final")   # W_up = 0: identity at init
         else:
             self.linear_bias = Linear(c_p, n_head, bias=False, init="normal")
             self.linear_out = Linear(n_head * c_head, c_p, init="final")
 
-    def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
-        "SDPA with scale 1 over query chunks; q, k [b, h, l, d̃], v [b, h, l, d] → [b, h, l, d]."
-        key = mask.bool()
-        key = key | ~key.any(-1, keepdim=True)   # a sample with no valid residue attends anywhere; its output is masked
-        return sdpa_padded(q, k, v, key[:, None, None, :], scale=1.0, chunk_size=self.chunk_size)
+# %% ../nbs/02_triangle_ops.ipynb #76b0ee7c
+@patch
+def _attend(self: ChunkedTriangleAttention, q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
+    "SDPA with scale 1 over query chunks; q, k [b, h, l, d̃], v [b, h, l, d] → [b, h, l, d]."
+    key = mask.bool()
+    key = key | ~key.any(-1, keepdim=True)   # a sample with no valid residue attends anywhere; its output is masked
+    return sdpa_padded(q, k, v, key[:, None, None, :], scale=1.0, chunk_size=self.chunk_size)
 
-    def qkv(self, f_left: Tensor, f_right: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        "The node features x `[b, l, c]` and the folded q̃, k̃ `[b, h, l, d̃]` and v `[b, h, l, d]` of SDPA (scale 1)."
-        h, d = self.n_head, self.c_head
-        node, other = (f_left, f_right) if self.starting else (f_right, f_left)
-        if self.preset == "exact": x = self.layer_norm(node.sum(2))
-        else: x = self.layer_norm(f_left.sum(2) + f_right.sum(2))
-        q, k, v = (rearrange(lin(x), "b l (h d) -> b h l d", h=h) for lin in (self.linear_q, self.linear_k, self.linear_v))
-        q = q / math.sqrt(d)
-        if self.preset == "exact":
-            # starting: z'_ij = Σ_r P_L f_L,i,r ⊙ P_R f_R,j,r; ending: z'_ji, so the query side is P_R f_R,i
-            pq = self.proj_left(node) if self.starting else self.proj_right(node)          # [b, l, r, cb]
-            pk = self.proj_right(other) if self.starting else self.proj_left(other)
-            bq = rearrange(self.bias_weight[None, :, None, None] * pq[:, None], "b h l r c -> b h l (r c)")
-            bk = repeat(pk, "b l r c -> b h l (r c)", h=h)
-        else:
-            beta = self.linear_bias(node.sum(2))                                            # key bias β_j,h [b, l, h]
-            bq, bk = torch.ones_like(q[..., :1]), rearrange(beta, "b l h -> b h l 1")
-        return x, torch.cat([q, bq], -1), torch.cat([k, bk], -1), v
+# %% ../nbs/02_triangle_ops.ipynb #5acdee99
+@patch
+def qkv(self: ChunkedTriangleAttention, f_left: Tensor, f_right: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    "The node features x `[b, l, c]` and the folded q̃, k̃ `[b, h, l, d̃]` and v `[b, h, l, d]` of SDPA (scale 1)."
+    h, d = self.n_head, self.c_head
+    node, other = (f_left, f_right) if self.starting else (f_right, f_left)
+    if self.preset == "exact": x = self.layer_norm(node.sum(2))
+    else: x = self.layer_norm(f_left.sum(2) + f_right.sum(2))
+    q, k, v = (rearrange(lin(x), "b l (h d) -> b h l d", h=h) for lin in (self.linear_q, self.linear_k, self.linear_v))
+    q = q / math.sqrt(d)
+    if self.preset == "exact":
+        # starting: z'_ij = Σ_r P_L f_L,i,r ⊙ P_R f_R,j,r; ending: z'_ji, so the query side is P_R f_R,i
+        pq = self.proj_left(node) if self.starting else self.proj_right(node)          # [b, l, r, cb]
+        pk = self.proj_right(other) if self.starting else self.proj_left(other)
+        bq = rearrange(self.bias_weight[None, :, None, None] * pq[:, None], "b h l r c -> b h l (r c)")
+        bk = repeat(pk, "b l r c -> b h l (r c)", h=h)
+    else:
+        beta = self.linear_bias(node.sum(2))                                            # key bias β_j,h [b, l, h]
+        bq, bk = torch.ones_like(q[..., :1]), rearrange(beta, "b l h -> b h l 1")
+    return x, torch.cat([q, bq], -1), torch.cat([k, bk], -1), v
 
-    def forward(self, f_left: Tensor, f_right: Tensor, mask: Tensor) -> tuple[Tensor | None, Tensor | None]:
-        "f_left, f_right [b, l, r, c_p], mask [b, l] → (ΔF_L, None) for the starting node, (None, ΔF_R) for the ending node."
-        name = type(self).__name__
-        if f_left.ndim != 4 or f_left.shape != f_right.shape or f_left.shape[-1] != self.c_p or f_left.shape[2] != self.rank:
-            raise ValueError(f"{name}: f_left {tuple(f_left.shape)} and f_right {tuple(f_right.shape)} must both be "
-                             f"[b, l, rank={self.rank}, c_p={self.c_p}]")
-        if tuple(mask.shape) != tuple(f_left.shape[:2]): raise ValueError(f"{name}: mask must be {tuple(f_left.shape[:2])}, got {tuple(mask.shape)}")
-        check_prefix_mask(mask)
-        x, q, k, v = self.qkv(f_left, f_right)
-        o = rearrange(self._attend(q, k, v, mask), "b h l d -> b l (h d)")
-        y = self.linear_out(o) * torch.sigmoid(self.linear_gate(x))
-        if self.preset == "exact": delta = rearrange(self.linear_up(y), "b l (r c) -> b l r c", r=self.rank)
-        else: delta = (y / self.rank)[:, :, None].expand(*f_left.shape)
-        delta = mask_factors(delta, mask)
-        return (delta, None) if self.starting else (None, delta)
+# %% ../nbs/02_triangle_ops.ipynb #0295ad7a
+@patch
+def forward(self: ChunkedTriangleAttention, f_left: Tensor, f_right: Tensor,
+            mask: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    """f_left, f_right [b, l, r, c_p], mask [b, l] → (ΔF_L, None) for the starting node,
+    (None, ΔF_R) for the ending node."""
+    name = type(self).__name__
+    if (f_left.ndim != 4 or f_left.shape != f_right.shape or f_left.shape[-1] != self.c_p
+            or f_left.shape[2] != self.rank):
+        raise ValueError(f"{name}: f_left {tuple(f_left.shape)} and f_right {tuple(f_right.shape)} must both be "
+                         f"[b, l, rank={self.rank}, c_p={self.c_p}]")
+    if tuple(mask.shape) != tuple(f_left.shape[:2]):
+        raise ValueError(f"{name}: mask must be {tuple(f_left.shape[:2])}, got {tuple(mask.shape)}")
+    check_prefix_mask(mask)
+    x, q, k, v = self.qkv(f_left, f_right)
+    o = rearrange(self._attend(q, k, v, mask), "b h l d -> b l (h d)")
+    y = self.linear_out(o) * torch.sigmoid(self.linear_gate(x))
+    if self.preset == "exact": delta = rearrange(self.linear_up(y), "b l (r c) -> b l r c", r=self.rank)
+    else: delta = (y / self.rank)[:, :, None].expand(*f_left.shape)
+    delta = mask_factors(delta, mask)
+    return (delta, None) if self.starting else (None, delta)
 
+# %% ../nbs/02_triangle_ops.ipynb #cd65b5e3
 class ChunkedTriangleAttentionStartingNode(ChunkedTriangleAttention):
     "Starting node: residue i attends to residues j with the bias z'_ij; updates f_left."
     starting = True

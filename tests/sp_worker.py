@@ -7,26 +7,26 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from genie_long.denoiser import LongSequenceDenoiser, long_config
+from genie_long.denoiser import LongSequenceDenoiser, MemoryPlan, long_config
 from genie_long.diffusion import GenieSchedule, training_loss
 from genie_long.distributed import SequenceTensorParallel
 from genie_long.reference import perturb_parameters_
 
 CASES = {
     'plain': dict(L=21, kw=dict()),
-    # every memory switch on: rank blocks, checkpointed layers, residue chunks, IPA query chunks (collectives are
-    # recomputed in backward, in the same order on every rank)
-    'switches': dict(L=23, kw=dict(rank_chunk=2, checkpoint_structure=True, checkpoint_pair_transform=True,
-                                   pair_chunk_size=4, ipa_chunk_size=3)),
+    # every memory saving of a plan on: rank blocks, checkpointed layers, residue chunks, and IPA query chunks
+    # (collectives are recomputed in backward, in the same order on every rank)
+    'switches': dict(L=23, kw=dict(ipa_chunk_size=3), plan=MemoryPlan.lean(rank_chunk=2, pair_chunk=4)),
     'sqdist': dict(L=17, kw=dict(template='pooled+sqdist', use_mhc=False)),
     # sparse k-NN edges: each rank selects its residues' neighbours among all residues
     'sparse': dict(L=22, kw=dict(pair_mode='sparse', sparse_k=8, sparse_chunk_size=5)),
 }
 
 
-def check(name, L, kw):
+def check(name, L, kw, plan=None):
     torch.manual_seed(0)
     model = perturb_parameters_(LongSequenceDenoiser(long_config('tiny', **kw)).double(), 0.1, 0).eval()
+    (plan or MemoryPlan()).apply(model)
     ref = copy.deepcopy(model)
     g = torch.Generator().manual_seed(1)
     x0 = torch.randn(2, L, 3, generator=g, dtype=torch.float64).cumsum(1) * 2.0

@@ -145,7 +145,20 @@ def test_bench_json(tmp_path):
     r = run('bench', '--models', 'long', '--sparse', '--checkpointing', '--compression', '--lengths', 16, '--modes', 'train',
             '--size', 'tiny', '--repeats', 1, '--out', tmp_path / 'v', '--json')
     assert r.returncode == 0, r.stderr
-    assert [x['model'] for x in json.loads(r.stdout)['rows']] == ['long', 'long-sparse', 'long-nockpt', 'long-shared']
+    rows = json.loads(r.stdout)['rows']
+    assert [x['model'] for x in rows] == ['long', 'long-sparse', 'long-nockpt', 'long-lean', 'long-shared']
+    plans = {x['model']: x['plan'] for x in rows}
+    assert plans['long-nockpt'] == plans['long'] == 'no saving (fastest)' and 'residue chunks' in plans['long-lean']
+
+
+def test_plan():
+    "plan: the cheapest memory plan for a length, every plan's estimate beside it, a clear error where none fits."
+    r = run('plan', '--length', 4096, '--memory_gb', 141, '--device', 'cpu')
+    assert r.returncode == 0, r.stderr
+    assert 'train step of long/genie at L=4096' in r.stdout and '→' in r.stdout and 'no saving' in r.stdout
+    r = run('plan', '--length', 4096, '--memory_gb', 3, '--device', 'cpu')
+    assert 'every saving' not in r.stdout and 'residue chunks of 128; about' in r.stdout
+    assert_user_error(run('plan', '--length', 300000, '--memory_gb', 2, '--device', 'cpu'), 'longest chain that fits is')
 
 
 def test_evaluate(tmp_path):
