@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from fastcore.script import call_parse, anno_parser, Param
 
+from .runtime import WorkBar
 from .protein import (read_chains, save_dataset, structure_format, write_ca, coords_problem, atomic_write,
                                 ProteinDataset)
 from .diffusion import GenieSchedule, sample
@@ -22,11 +23,11 @@ from .denoiser import (LongSequenceDenoiser, LongSequenceConfig, long_config, ma
                                  bench_summary, plot_bench, MemoryPlan, plan_memory, plan_need_gb, LengthPlanner,
                                  MemoryPlanCB)
 from .compression import SHARING, available_memory_gb
-from .training import (ProgressiveTrainingScheduler, CurriculumStream, Stage3TrainingManager, Stage3MetricsCB,
-                                 Stage3ProgressCB, GROWTH_SCHEDULES, PRECISIONS, split_dataset,
+from .training import (ProgressiveTrainingScheduler, CurriculumStream, DenoiserTrainer, TrainMetricsCB,
+                                 TrainProgressCB, GROWTH_SCHEDULES, PRECISIONS, split_dataset,
                                  validation_batch, ValidationCB, SkipGuardCB, TrainingDiverged)
-from .train import (DiffusionLearner, BatchStream, CheckpointCB, LossPlotCB,
-                              TimeLimitCB, load_checkpoint, resume, read_metrics, RunLock, RunLocked)
+from .learner import (DiffusionLearner, BatchStream, CheckpointCB, LossPlotCB,
+                                TimeLimitCB, load_checkpoint, resume, read_metrics, RunLock, RunLocked)
 from .distributed import (DistributedModelWrapper, DistributedTrainingManager, ShardedWindows, WindowMetricsCB,
                                     SyncedTimeLimitCB, torchrun_env, shutdown_distributed)
 from .evaluation import ca_ca_stats, evaluate_backbones, write_report, print_summary, Evaluation
@@ -152,18 +153,19 @@ def prepare_dataset(sources, out, min_length: int = 20, on_break: str = 'keep', 
     files_, other = find_structures(sources)
     if not files_: raise CLIError(f"no structure files (.pdb/.ent/.cif/.mmcif[.gz]) in {[str(s) for s in sources]}")
     chains, rejected = [], [(str(p), 'not a structure file (.pdb/.ent/.cif/.mmcif, optionally .gz)') for p in other]
-    n_read = 0
-    it = files_
-    if progress:
-        from fastprogress.fastprogress import progress_bar
-        it = progress_bar(files_, leave=False)
-    for path in it:
+    n_read, bar = 0, WorkBar(len(files_), 'reading structures', show=progress)
+    for k, path in enumerate(files_):
+        bar.update(k, path.name)
         try: kept, rej = read_chains(path, min_length=min_length, on_break=on_break)
-        except Exception as e: rejected.append((str(path), f"{type(e).__name__}: {e}")); continue
+        except Exception as e:
+            rejected.append((str(path), f"{type(e).__name__}: {e}"))
+            continue
         n_read += 1
         chains += kept
         rejected += [(f"{path} {label}", reason) for label, reason in rej]
         if not kept and not rej: rejected.append((str(path), 'no protein chain (10+ amino acids with CA) in the first model'))
+    bar.update(len(files_))
+    bar.close()
     if not chains: raise CLIError(f"no chain passed the filters (min_length={min_length}); nothing written")
     out = save_dataset(chains, out, meta={'sources': [str(s) for s in sources], 'min_length': min_length,
                                           'on_break': on_break})
@@ -203,7 +205,7 @@ def train_model(out='runs/genie', model: str = 'reference', size: str = 'tiny', 
                 ema: float | None = None, aux_weight: float | None = None, memory_gb: float | None = None,
                 val_every: int = 0, val_fraction: float = 0.1, pair_mode: str | None = None,
                 sharing: str | None = None, accumulate: int = 1, init=None, *, compile: bool = False) -> DiffusionLearner:
-    """Train a denoiser on a prepared dataset (default: the bundled demo set) with the Stage 3 trainer; see the section
+    """Train a denoiser on a prepared dataset (default: the bundled demo set) with `DenoiserTrainer`; see the section
     text for the run folder. With `curriculum`, the crop grows from `min_crop` to `crop` (warm-up: a tenth of the
     steps, growth: half of them, unless given). Each crop length runs with the cheapest `MemoryPlan` that fits the
     device (`LengthPlanner`, applied before each step by `MemoryPlanCB`); `memory_gb` (long model) sets that budget and
@@ -244,7 +246,7 @@ def train_model(out='runs/genie', model: str = 'reference', size: str = 'tiny', 
     try: env = torchrun_env()
     except ValueError as e: raise CLIError(str(e)) from None
     n_proc, rank = env['world_size'], env['rank']
-    parallel = n_proc > 1 or accumulate > 1           # DistributedTrainingManager; else the Stage 3 trainer as is
+    parallel = n_proc > 1 or accumulate > 1           # DistributedTrainingManager; else DenoiserTrainer as is
     if batch < n_proc: raise CLIError(f"--batch {batch} is the global batch, split over {n_proc} processes: it must be ≥ {n_proc}")
     out, dev = Path(out), _device(device)
     with RunLock(out) if rank == 0 else contextlib.nullcontext():   # one run per folder
@@ -298,9 +300,9 @@ def train_model(out='runs/genie', model: str = 'reference', size: str = 'tiny', 
                     min_crop=min_crop if curriculum else None, warmup_steps=warmup_steps, growth_steps=growth_steps,
                     precision=precision, grad_clip=grad_clip, ema=ema, aux_weight=aux_weight)
         if parallel: meta.update(processes=n_proc, accumulate=accumulate)
-        cbs = [(WindowMetricsCB if parallel else Stage3MetricsCB)(out / 'metrics.csv'), CheckpointCB(ckpt_path, ckpt_every),
+        cbs = [(WindowMetricsCB if parallel else TrainMetricsCB)(out / 'metrics.csv'), CheckpointCB(ckpt_path, ckpt_every),
                LossPlotCB(out / 'metrics.csv', out / 'loss.png', ckpt_every)]
-        if progress: cbs.append(Stage3ProgressCB())
+        if progress: cbs.append(TrainProgressCB())
         if val_every and rank == 0: cbs.append(val_cb)
         if parallel: cbs = par.main_only(cbs)           # files and the progress bar: rank 0 only
         if minutes is not None: cbs.append(SyncedTimeLimitCB(minutes * 60, par) if parallel else TimeLimitCB(minutes * 60))
@@ -311,8 +313,8 @@ def train_model(out='runs/genie', model: str = 'reference', size: str = 'tiny', 
                                                lr=lr, precision=precision, grad_clip=grad_clip, ema_decay=ema,
                                                aux_weight=aux_weight, cbs=cbs, meta=meta)
         else:
-            learn = Stage3TrainingManager(net.to(dev), stream, GenieSchedule().to(dev), lr=lr, precision=precision,
-                                          grad_clip=grad_clip, ema_decay=ema, aux_weight=aux_weight, cbs=cbs, meta=meta)
+            learn = DenoiserTrainer(net.to(dev), stream, GenieSchedule().to(dev), lr=lr, precision=precision,
+                                    grad_clip=grad_clip, ema_decay=ema, aux_weight=aux_weight, cbs=cbs, meta=meta)
         if resume_run:
             if (ckpt['meta'].get('model'), ckpt['meta'].get('size')) != (model, size):
                 raise CLIError(f"{ckpt_path} holds model={ckpt['meta'].get('model')} size={ckpt['meta'].get('size')}, not {model}/{size}")
@@ -522,7 +524,7 @@ def bench_step(model: str = 'reference', size: str = 'genie', L: int = 128, mode
     peak = torch.cuda.max_memory_allocated(dev) if dev.type == 'cuda' else _vm('VmHWM')
     res = {'peak_rss': peak, 'base_rss': base, 'median_s': float(np.median(times)), 'steps': len(times),
            'device': dev.type, 'plan': plan.savings()}
-    return {**res, 'ops': count_aten_ops(step)} if ops else res
+    return {**res, 'ops': count_aten_ops(step), 'kernels': count_aten_ops(step, views=False)} if ops else res
 
 def _run_capped(code: str, mem_cap: int, time_cap: float, result_path: Path) -> tuple[str, dict]:
     "Run Python `code` in a fresh process; kill it above `mem_cap` bytes RSS or after `time_cap` s. (status, result)."
@@ -577,11 +579,12 @@ def run_bench(models=('reference', 'long'), lengths=(128, 256, 384, 512, 1024, 2
                 if status != 'ok': capped[(m, mode)] = f"{status} at L={L}"
                 if verbose:
                     msg = (f"peak {row['peak_rss'] / 2**30:6.2f} GB  step {row['median_s']:8.2f} s"
-                           + (f"  {row['ops']:9,d} aten ops" if 'ops' in row else '') if status == 'ok'
+                           + (f"  {row['ops']:7,d} aten ops ({row['kernels']:,d} not views)" if 'ops' in row else '')
+                           if status == 'ok'
                            else f"{status}{': ' + row.get('error', '') if status == 'error' else ''}")
                     print(f"{mode:6s} {m:11s} L={L:5d}  {msg}", flush=True)
-    fields = ['model', 'size', 'L', 'mode', 'status', 'peak_rss', 'base_rss', 'median_s', 'steps', 'ops', 'device', 'plan',
-              'error']
+    fields = ['model', 'size', 'L', 'mode', 'status', 'peak_rss', 'base_rss', 'median_s', 'steps', 'ops', 'kernels',
+              'device', 'plan', 'error']
     with open(out / 'bench.csv', 'w', newline='') as f:
         w = csv.DictWriter(f, fields, extrasaction='ignore'); w.writeheader(); w.writerows(rows)
     plot_bench(rows, out / 'bench.png')

@@ -11,7 +11,7 @@ import torch
 from torch import nn, Tensor
 
 from .protein import frenet_frames, LOCAL_CHAIN
-from .train import Callback
+from .learner import Callback
 from .reference import GenieDenoiser, ReferenceConfig, SingleFeatureNet, check_denoiser_inputs, peak_rss_subprocess
 from .factorized_pairs import FactorizedPairFeatureNet, AdaptiveFactorizationRank
 from .pair_transform import FactorizedPairTransformNet
@@ -21,7 +21,7 @@ from .compression import CompressedStructureNet, share_layers, sharing_schedule,
 
 # %% auto #0
 __all__ = ['RETIRED_FIELDS', 'LONG_SIZES', 'LongSequenceConfig', 'long_config', 'LongSequenceDenoiser', 'MemoryPlan',
-           'model_dims', 'MemoryEstimator', 'saved_bytes_by_component', 'calibrate_saved', 'make_step',
+           'model_dims', 'MemoryEstimator', 'saved_bytes_by_component', 'calibrate_saved', 'make_step', 'is_view_op',
            'count_aten_ops', 'measure_peak_rss', 'calibrate_rss', 'dense_pair_widths', 'DenseMemoryEstimator',
            'DoesNotFit', 'device_budget_gb', 'plan_need_gb', 'plan_memory', 'LengthPlanner', 'MemoryPlanCB',
            'loglog_slope', 'bench_summary', 'plot_bench', 'read_bench']
@@ -400,14 +400,19 @@ def make_step(model: nn.Module, L: int, mode: str = 'train', batch: int = 1, see
             with torch.no_grad(): model(x0, t, mask)
     return step
 
-def count_aten_ops(step) -> int:
-    """Aten operations one call of `step` dispatches (`TorchDispatchMode`): on a GPU each is roughly one kernel launch,
-    so the count says how launch-bound a step is, measured on any device."""
+def is_view_op(func) -> bool:
+    "Whether an aten op only aliases its input (a view: shapes and strides, no kernel on any device)."
+    return func is torch.ops.aten._unsafe_view.default or any(
+        r.alias_info is not None and not r.alias_info.is_write for r in func._schema.returns)
+
+def count_aten_ops(step, views: bool = True) -> int:
+    """Aten operations one call of `step` dispatches (`TorchDispatchMode`); without `views`, only those that compute
+    (on a GPU each is about one kernel launch), so the count says how launch-bound a step is, measured on any device."""
     from torch.utils._python_dispatch import TorchDispatchMode
     class Count(TorchDispatchMode):
         n = 0
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            Count.n += 1
+            Count.n += views or not is_view_op(func)
             return func(*args, **(kwargs or {}))
     with Count(): step()
     return Count.n

@@ -15,6 +15,7 @@ from torch import nn, Tensor
 from einops import rearrange
 
 from .protein import centre_coords, check_prefix_mask
+from .runtime import WorkBar
 
 # %% ../nbs/00a_diffusion.ipynb #2634dddb
 def cosine_beta_schedule(T: int = 1000) -> Tensor:
@@ -157,16 +158,6 @@ def eps_error_by_step(model, schedule: GenieSchedule, x0: Tensor, mask: Tensor, 
     return out
 
 # %% ../nbs/00a_diffusion.ipynb #704ae81f
-def _progress(it, show: bool, comment: str = ""):
-    if not show: return it
-    try: from fastprogress.fastprogress import progress_bar
-    except Exception as e:   # a progress bar is cosmetic: never fail a sampling run over it
-        warnings.warn(f"fastprogress unavailable ({type(e).__name__}: {e}); sampling without a progress bar")
-        return it
-    pb = progress_bar(it, leave=False)
-    pb.comment = comment
-    return pb
-
 def _model_device(model) -> torch.device:
     if isinstance(model, nn.Module):
         for p in (*model.parameters(), *model.buffers()): return p.device
@@ -175,8 +166,9 @@ def _model_device(model) -> torch.device:
 # %% ../nbs/00a_diffusion.ipynb #3a49c2b5
 @torch.no_grad()
 def _sample_batch(model, schedule: GenieSchedule, mask: Tensor, noise_scale: float, generator: torch.Generator,
-                  trajectory_every: int | None, progress: bool, comment: str = "") -> tuple[Tensor, list[Tensor]]:
-    "Genie `p_sample_loop` (DDPM ancestral sampling) for one padded batch; `mask` [b,l] float prefix mask."
+                  trajectory_every: int | None, on_step=None) -> tuple[Tensor, list[Tensor]]:
+    """Genie `p_sample_loop` (DDPM ancestral sampling) for one padded batch; `mask` [b,l] float prefix mask;
+    `on_step(i)` after the i-th step (progress)."""
     m = mask[..., None]
     x = _randn((*mask.shape, 3), mask, generator) * m
     traj = [x.cpu()] if trajectory_every else []
@@ -185,7 +177,7 @@ def _sample_batch(model, schedule: GenieSchedule, mask: Tensor, noise_scale: flo
     inv_sqrt_a, sig = (1 / schedule.sqrt_alphas).tolist(), schedule.sqrt_betas.tolist()
     steps = schedule.timesteps.tolist()
     n = len(schedule)
-    for k in _progress(range(n - 1, -1, -1), progress, comment):
+    for k in range(n - 1, -1, -1):
         t = torch.full((mask.shape[0],), steps[k], dtype=torch.long, device=mask.device)
         eps_hat = model(x, t, mask)
         if eps_hat.shape != x.shape:
@@ -193,6 +185,7 @@ def _sample_batch(model, schedule: GenieSchedule, mask: Tensor, noise_scale: flo
         x = (x - c_eps[k] * eps_hat) * inv_sqrt_a[k] * m
         if k > 0: x = (x + noise_scale * sig[k] * _randn(x.shape, x, generator)) * m
         if trajectory_every and ((n - k) % trajectory_every == 0 or k == 0): traj.append(x.cpu())
+        if on_step is not None: on_step(n - k)
     return x, traj
 
 # %% ../nbs/00a_diffusion.ipynb #afef020a
@@ -245,7 +238,7 @@ def sample(model, lengths: int | Sequence[int], n_per_length: int = 1, schedule:
     Returns a list of [n_i,3] C-alpha coordinate tensors (CPU), `n_per_length` chains per entry of `lengths`, in that
     order; with `return_trajectory`, also a list of [n_frames,n_i,3] trajectories (initial noise, every
     `trajectory_every` steps, final). `schedule` defaults to `GenieSchedule(1000)`; `n_steps` < T respaces it
-    (off-reference). `batch_size` chains per forward pass (default: one batch per length, unpadded); `seed` fixes
+    (off-reference). `progress`: one `WorkBar` over all batches. `batch_size` chains per forward pass (default: one batch per length, unpadded); `seed` fixes
     all the noise (default: drawn from torch's global RNG); `device` defaults to the model's. `on_chain(k, coords)`,
     if given, receives each chain as soon as its batch is done (`k`: its place in the returned list), so that a
     caller can write it before the next batch starts."""
@@ -257,17 +250,22 @@ def sample(model, lengths: int | Sequence[int], n_per_length: int = 1, schedule:
     chains = [n for n in lengths for _ in range(n_per_length)]
     batches = _length_batches(chains, batch_size)
     coords, trajs = [None] * len(chains), [None] * len(chains)
+    work = [len(idx) * max(chains[i] for i in idx) for idx in batches]     # residues per step of each batch
+    bar, done = WorkBar(sum(work) * len(schedule), 'sampling', show=progress), 0
     with eval_mode(model):
         for b, idx in enumerate(batches):
             ns = torch.tensor([chains[i] for i in idx], device=device)
             mask = (torch.arange(int(ns.max()), device=device) < ns[:, None]).to(dtype)
+            said = f"batch {b + 1}/{len(batches)}: {len(idx)} × L={int(ns.max())}"
+            tick = lambda i: bar.update(done + i * work[b], f"{said}, step {i}/{len(schedule)}")
             x, traj = _sample_batch(model, schedule, mask, float(noise_scale), gen,
-                                    trajectory_every if return_trajectory else None, progress,
-                                    f"batch {b + 1}/{len(batches)}, L={int(ns.max())}")
+                                    trajectory_every if return_trajectory else None, tick)
+            done += work[b] * len(schedule)
             x = x.cpu()
             if traj: traj = rearrange(torch.stack(traj), "f b l c -> b f l c")
             for r, i in enumerate(idx):
                 coords[i] = x[r, :chains[i]]
                 if on_chain is not None: on_chain(i, coords[i])
                 if return_trajectory: trajs[i] = traj[r, :, :chains[i]]
+    bar.close()
     return (coords, trajs) if return_trajectory else coords

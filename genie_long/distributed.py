@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_distributed.ipynb #149ea162
 from __future__ import annotations
-import contextlib, inspect, math, os, sys, time
+import contextlib, inspect, os, sys, time
 from collections.abc import Mapping
 
 import torch
@@ -12,11 +12,12 @@ import torch.distributed as dist
 from torch import nn, Tensor
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data.distributed import DistributedSampler
+from fastcore.basics import patch
 
 from .protein import collate_chains, LocalChain
-from .diffusion import q_sample
-from .train import TimeLimitCB, CancelFitException
-from .training import Stage3TrainingManager, Stage3MetricsCB, stage3_loss_parts, clip_and_step, PRECISIONS
+from .diffusion import GenieSchedule, q_sample, training_loss
+from .learner import TimeLimitCB, CancelFitException
+from .training import DenoiserTrainer, TrainMetricsCB, denoiser_loss_parts, clip_and_step, PRECISIONS
 
 # %% auto #0
 __all__ = ['NORMALIZE', 'torchrun_env', 'shutdown_distributed', 'DistributedModelWrapper', 'GradientAccumulator',
@@ -31,9 +32,11 @@ def torchrun_env(environ: Mapping | None = None) -> dict:
     if 'RANK' not in env and 'WORLD_SIZE' not in env: return dict(rank=0, world_size=1, local_rank=0, launched=False)
     try: rank, world, local = int(env['RANK']), int(env['WORLD_SIZE']), int(env.get('LOCAL_RANK', env['RANK']))
     except (KeyError, ValueError) as e:
-        raise ValueError(f"torchrun environment: RANK and WORLD_SIZE must both be integers, got RANK={env.get('RANK')!r}, "
-                         f"WORLD_SIZE={env.get('WORLD_SIZE')!r} ({type(e).__name__}: {e})") from None
-    if not 0 <= rank < world: raise ValueError(f"torchrun environment: need 0 <= RANK < WORLD_SIZE, got RANK={rank}, WORLD_SIZE={world}")
+        got = f"RANK={env.get('RANK')!r}, WORLD_SIZE={env.get('WORLD_SIZE')!r}"
+        raise ValueError(f"torchrun environment: RANK and WORLD_SIZE must both be integers, got {got} "
+                         f"({type(e).__name__}: {e})") from None
+    if not 0 <= rank < world:
+        raise ValueError(f"torchrun environment: need 0 <= RANK < WORLD_SIZE, got RANK={rank}, WORLD_SIZE={world}")
     if world > 1:
         missing = [k for k in ('MASTER_ADDR', 'MASTER_PORT') if not env.get(k)]
         if missing: raise ValueError(f"torchrun environment: {' and '.join(missing)} not set (launch with torchrun)")
@@ -48,14 +51,26 @@ def shutdown_distributed(exit_code: int = 0, sync: bool = True):
         if sync: dist.barrier()
         dist.destroy_process_group()
     finally:
-        sys.stdout.flush(); sys.stderr.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
         os._exit(exit_code)
 
 # %% ../nbs/09_distributed.ipynb #c37e8985
 # buffers are synced once at construction, not before every forward (the argument's name changed in torch 2.13)
-_NO_FORWARD_BUFFER_SYNC = ({'forward_sync_buffers': False} if 'forward_sync_buffers' in inspect.signature(DDP.__init__).parameters
+_NO_FORWARD_BUFFER_SYNC = ({'forward_sync_buffers': False}
+                           if 'forward_sync_buffers' in inspect.signature(DDP.__init__).parameters
                            else {'broadcast_buffers': False})
 
+def _backend_for(device: torch.device, backend: str | None) -> str:
+    "The process-group backend: `backend` if given, else NCCL for a CUDA device and gloo otherwise; checked."
+    chosen = backend or ('nccl' if device.type == 'cuda' else 'gloo')
+    if chosen not in ('nccl', 'gloo', 'mpi'):
+        raise ValueError(f"backend must be 'nccl', 'gloo' or 'mpi', got {backend!r}")
+    if chosen == 'nccl' and device.type != 'cuda':
+        raise ValueError(f"backend 'nccl' needs a CUDA device, got device={device}")
+    return chosen
+
+# %% ../nbs/09_distributed.ipynb #ff2a6edb
 class DistributedModelWrapper:
     """Data parallelism with PyTorch DDP (Li et al., 2020): process group from torchrun's environment (NCCL with CUDA,
     gloo otherwise), the model in `DistributedDataParallel`, a `DistributedSampler`, `all_reduce_mean`, rank-0-only
@@ -64,60 +79,81 @@ class DistributedModelWrapper:
         if not isinstance(model, nn.Module): raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
         env = torchrun_env(environ)
         self.rank, self.world_size, self.local_rank = env['rank'], env['world_size'], env['local_rank']
-        device = torch.device(device) if device is not None else torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+        device = torch.device(device if device is not None else 'cuda' if torch.cuda.is_available() else 'cpu')
         if device.type == 'cuda' and device.index is None: device = torch.device('cuda', self.local_rank)
-        self.device = device
-        self.backend = backend or ('nccl' if device.type == 'cuda' else 'gloo')
-        if self.backend not in ('nccl', 'gloo', 'mpi'): raise ValueError(f"backend must be 'nccl', 'gloo' or 'mpi', got {backend!r}")
-        if self.backend == 'nccl' and device.type != 'cuda': raise ValueError(f"backend 'nccl' needs a CUDA device, got device={device}")
+        self.device, self.backend = device, _backend_for(device, backend)
         self.owns_group = False
         if self.world_size > 1 and not dist.is_initialized():
             if device.type == 'cuda': torch.cuda.set_device(device)
-            dist.init_process_group(self.backend, rank=self.rank, world_size=self.world_size)   # env://: MASTER_ADDR/PORT
+            dist.init_process_group(self.backend, rank=self.rank, world_size=self.world_size)   # env://: MASTER_*
             self.owns_group = True
         self.distributed = self.world_size > 1
         self.model = model.to(device)
-        self.wrapped = (DDP(self.model, device_ids=[device.index] if device.type == 'cuda' else None,
-                            find_unused_parameters=False, **_NO_FORWARD_BUFFER_SYNC) if self.distributed else self.model)
+        self.wrapped = self.model
+        if self.distributed:
+            self.wrapped = DDP(self.model, device_ids=[device.index] if device.type == 'cuda' else None,
+                               find_unused_parameters=False, **_NO_FORWARD_BUFFER_SYNC)
 
     @property
     def is_main(self) -> bool: return self.rank == 0
     def __call__(self, *args, **kwargs): return self.wrapped(*args, **kwargs)
-    def __repr__(self): return f"DistributedModelWrapper(rank={self.rank}, world_size={self.world_size}, backend={self.backend!r}, device={self.device})"
+    def __repr__(self):
+        return (f"DistributedModelWrapper(rank={self.rank}, world_size={self.world_size}, backend={self.backend!r}, "
+                f"device={self.device})")
 
-    def all_reduce_sum(self, x) -> Tensor:
-        "The sum over ranks of a tensor or number (a new tensor on this rank's device; no autograd)."
-        t = torch.as_tensor(x, device=self.device).detach().clone()
-        if self.distributed: dist.all_reduce(t, op=dist.ReduceOp.SUM)
-        return t
-    def all_reduce_mean(self, x) -> Tensor:
-        "The mean over ranks of a tensor or number (float; a new tensor; no autograd)."
-        t = self.all_reduce_sum(torch.as_tensor(x).float() if not torch.as_tensor(x).is_floating_point() else x)
-        return t / self.world_size
-    def barrier(self):
-        if self.distributed: dist.barrier()
-    def broadcast_object(self, obj, src: int = 0):
-        "Rank `src`'s Python object on every rank (a decision all ranks must share)."
-        if not self.distributed: return obj
-        box = [obj]; dist.broadcast_object_list(box, src=src); return box[0]
+# %% ../nbs/09_distributed.ipynb #4e1c1e97
+@patch
+def all_reduce_sum(self: DistributedModelWrapper, x) -> Tensor:
+    "The sum over ranks of a tensor or number (a new tensor on this rank's device; no autograd)."
+    t = torch.as_tensor(x, device=self.device).detach().clone()
+    if self.distributed: dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
 
-    def sampler(self, dataset, shuffle: bool = True, seed: int = 0, drop_last: bool = False) -> DistributedSampler:
-        "torch's `DistributedSampler` over `dataset` for this rank (call `set_epoch` every epoch)."
-        return DistributedSampler(dataset, num_replicas=self.world_size, rank=self.rank, shuffle=shuffle, seed=seed,
-                                  drop_last=drop_last)
-    def shard(self, items: list) -> list:
-        "This rank's share of a global batch: `items[rank::world_size]` (`DistributedSampler`'s strided split)."
-        return list(items)[self.rank::self.world_size]
+@patch
+def all_reduce_mean(self: DistributedModelWrapper, x) -> Tensor:
+    "The mean over ranks of a tensor or number (float; a new tensor; no autograd)."
+    t = self.all_reduce_sum(torch.as_tensor(x).float() if not torch.as_tensor(x).is_floating_point() else x)
+    return t / self.world_size
 
-    def print(self, *args, **kwargs):
-        "`print` on rank 0 only (flushed)."
-        if self.is_main: print(*args, **kwargs, flush=True)
-    def main_only(self, cbs) -> list:
-        "The callbacks `cbs` on rank 0, none elsewhere: logging, metrics, plots and checkpoints are rank 0's job."
-        return list(cbs) if self.is_main else []
-    def shutdown(self, exit_code: int = 0):
-        "`shutdown_distributed`: barrier → destroy_process_group → flush → `os._exit` (no-op without a process group)."
-        shutdown_distributed(exit_code)
+@patch
+def barrier(self: DistributedModelWrapper):
+    if self.distributed: dist.barrier()
+
+@patch
+def broadcast_object(self: DistributedModelWrapper, obj, src: int = 0):
+    "Rank `src`'s Python object on every rank (a decision all ranks must share)."
+    if not self.distributed: return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+# %% ../nbs/09_distributed.ipynb #c30b2aa8
+@patch
+def sampler(self: DistributedModelWrapper, dataset, shuffle: bool = True, seed: int = 0,
+            drop_last: bool = False) -> DistributedSampler:
+    "torch's `DistributedSampler` over `dataset` for this rank (call `set_epoch` every epoch)."
+    return DistributedSampler(dataset, num_replicas=self.world_size, rank=self.rank, shuffle=shuffle, seed=seed,
+                              drop_last=drop_last)
+
+@patch
+def shard(self: DistributedModelWrapper, items: list) -> list:
+    "This rank's share of a global batch: `items[rank::world_size]` (`DistributedSampler`'s strided split)."
+    return list(items)[self.rank::self.world_size]
+
+@patch
+def print(self: DistributedModelWrapper, *args, **kwargs):
+    "`print` on rank 0 only (flushed)."
+    if self.is_main: print(*args, **kwargs, flush=True)
+
+@patch
+def main_only(self: DistributedModelWrapper, cbs) -> list:
+    "The callbacks `cbs` on rank 0, none elsewhere: logging, metrics, plots and checkpoints are rank 0's job."
+    return list(cbs) if self.is_main else []
+
+@patch
+def shutdown(self: DistributedModelWrapper, exit_code: int = 0):
+    "`shutdown_distributed`: barrier → destroy_process_group → flush → `os._exit` (no-op without a process group)."
+    shutdown_distributed(exit_code)
 
 # %% ../nbs/09_distributed.ipynb #5f74b083
 NORMALIZE = ("tokens", "mean")
@@ -132,57 +168,71 @@ class GradientAccumulator:
     only for equal counts). Optional fp16 `scaler` (a `torch.amp.GradScaler`) and gradient-norm clipping."""
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, steps: int = 1, normalize: str = "tokens",
                  scaler=None, grad_clip: float | None = None):
-        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1: raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+            raise ValueError(f"steps must be an int >= 1, got {steps!r}")
         if normalize not in NORMALIZE: raise ValueError(f"normalize={normalize!r}; choose one of {NORMALIZE}")
-        if grad_clip is not None and not grad_clip > 0: raise ValueError(f"grad_clip must be > 0 or None, got {grad_clip!r}")
-        self.model, self.opt, self.steps, self.normalize, self.scaler, self.grad_clip = model, optimizer, steps, normalize, scaler, grad_clip
+        if grad_clip is not None and not grad_clip > 0:
+            raise ValueError(f"grad_clip must be > 0 or None, got {grad_clip!r}")
+        self.model, self.opt, self.steps, self.normalize = model, optimizer, steps, normalize
+        self.scaler, self.grad_clip = scaler, grad_clip
         self.ddp = isinstance(model, DDP)
         self.world = dist.get_world_size(model.process_group) if self.ddp else 1
         self.device = next(model.parameters()).device
 
-    def _sum_over_ranks(self, values: list[float]) -> list[float]:
-        if not self.ddp: return values
-        t = torch.tensor(values, dtype=torch.float64, device=self.device)
-        dist.all_reduce(t, group=self.model.process_group)
-        return t.tolist()
+# %% ../nbs/09_distributed.ipynb #f6196bee
+@patch
+def _sum_over_ranks(self: GradientAccumulator, values: list[float]) -> list[float]:
+    if not self.ddp: return values
+    t = torch.tensor(values, dtype=torch.float64, device=self.device)
+    dist.all_reduce(t, group=self.model.process_group)
+    return t.tolist()
 
-    def step(self, batches: list, loss_fn, counts_fn=None) -> dict:
-        """Forward and backward on each micro-batch of `batches` (exactly `steps` of them), then one optimiser step.
-        `loss_fn(batch)` returns a numerator tensor or a dict of them; `counts_fn(batch)` the matching denominators
-        (default: `batch['mask'].sum()`). Returns the window's `loss` (the large-batch value, over all ranks),
-        `grad_norm`, `skipped`, `scale` and the window's `counts` (over all ranks)."""
-        if len(batches) != self.steps: raise ValueError(f"got {len(batches)} micro-batches, expected steps={self.steps}")
-        counts_fn = counts_fn or (lambda b: b['mask'].sum())
-        counts = [{k: float(v) for k, v in _as_terms(counts_fn(b)).items()} for b in batches]
-        keys = list(counts[0])
-        totals = dict(zip(keys, self._sum_over_ranks([sum(c[k] for c in counts) for k in keys])))   # the window, all ranks
-        if self.normalize == "tokens" and any(v <= 0 for v in totals.values()): raise ValueError(f"a window with a zero count: {totals}")
-        self.opt.zero_grad(set_to_none=True)
-        logged = 0.0
-        for j, b in enumerate(batches):
-            sync = j == len(batches) - 1
-            with (contextlib.nullcontext() if sync or not self.ddp else self.model.no_sync()):
-                nums = _as_terms(loss_fn(b))
-                if set(nums) != set(keys): raise ValueError(f"loss_fn terms {sorted(nums)} != counts_fn terms {sorted(keys)}")
-                if self.normalize == "tokens":   # × world: DDP averages over ranks, the large batch sums
-                    part = sum(nums[k] / totals[k] for k in keys)
-                    loss = part * self.world
-                else:
-                    part = sum(nums[k] / counts[j][k] for k in keys) / self.steps
-                    loss = part
-                (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
-            logged += part.detach().double()
-        if self.ddp:   # the logged value: the large-batch loss (tokens) or the mean of the ranks' values (mean)
-            dist.all_reduce(logged, group=self.model.process_group)
-            if self.normalize == "mean": logged /= self.world
-        return {'loss': float(logged), 'counts': totals, **self._update()}
+@patch
+def _counts(self: GradientAccumulator, batches: list, counts_fn) -> tuple[list[dict], dict]:
+    "Each micro-batch's counts, and the window's totals over all micro-batches and ranks."
+    counts = [{k: float(v) for k, v in _as_terms(counts_fn(b)).items()} for b in batches]
+    keys = list(counts[0])
+    totals = dict(zip(keys, self._sum_over_ranks([sum(c[k] for c in counts) for k in keys])))
+    if self.normalize == "tokens" and any(v <= 0 for v in totals.values()):
+        raise ValueError(f"a window with a zero count: {totals}")
+    return counts, totals
 
-    def _update(self) -> dict:
-        "Unscale (fp16), clip, step or skip (non-finite gradients), zero the gradients."
-        params = [p for g in self.opt.param_groups for p in g['params'] if p.grad is not None]
-        norm, skipped = clip_and_step(self.opt, params, self.scaler, self.grad_clip)
-        self.opt.zero_grad(set_to_none=True)
-        return {'grad_norm': norm.item(), 'skipped': skipped, 'scale': self.scaler.get_scale() if self.scaler is not None else 1.0}
+# %% ../nbs/09_distributed.ipynb #2330da0c
+@patch
+def step(self: GradientAccumulator, batches: list, loss_fn, counts_fn=None) -> dict:
+    """Forward and backward on each micro-batch of `batches` (exactly `steps` of them), then one optimiser step.
+    `loss_fn(batch)` returns a numerator tensor or a dict of them; `counts_fn(batch)` the matching denominators
+    (default: `batch['mask'].sum()`). Returns the window's `loss` (the large-batch value, over all ranks),
+    `grad_norm`, `skipped`, `scale` and the window's `counts` (over all ranks)."""
+    if len(batches) != self.steps: raise ValueError(f"got {len(batches)} micro-batches, expected steps={self.steps}")
+    counts, totals = self._counts(batches, counts_fn or (lambda b: b['mask'].sum()))
+    self.opt.zero_grad(set_to_none=True)
+    logged = 0.0
+    for j, b in enumerate(batches):
+        sync = j == len(batches) - 1
+        with (contextlib.nullcontext() if sync or not self.ddp else self.model.no_sync()):
+            nums = _as_terms(loss_fn(b))
+            if set(nums) != set(totals):
+                raise ValueError(f"loss_fn terms {sorted(nums)} != counts_fn terms {sorted(totals)}")
+            if self.normalize == "tokens": part = sum(nums[k] / totals[k] for k in totals)
+            else: part = sum(nums[k] / counts[j][k] for k in totals) / self.steps
+            loss = part * self.world if self.normalize == "tokens" else part   # × world: DDP averages over ranks
+            (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        logged += part.detach().double()
+    if self.ddp:   # the logged value: the large-batch loss (tokens) or the mean of the ranks' values (mean)
+        dist.all_reduce(logged, group=self.model.process_group)
+        if self.normalize == "mean": logged /= self.world
+    return {'loss': float(logged), 'counts': totals, **self._update()}
+
+# %% ../nbs/09_distributed.ipynb #50258c25
+@patch
+def _update(self: GradientAccumulator) -> dict:
+    "Unscale (fp16), clip, step or skip (non-finite gradients), zero the gradients."
+    params = [p for g in self.opt.param_groups for p in g['params'] if p.grad is not None]
+    norm, skipped = clip_and_step(self.opt, params, self.scaler, self.grad_clip)
+    self.opt.zero_grad(set_to_none=True)
+    scale = self.scaler.get_scale() if self.scaler is not None else 1.0
+    return {'grad_norm': norm.item(), 'skipped': skipped, 'scale': scale}
 
 # %% ../nbs/09_distributed.ipynb #d8b0fab3
 class ShardedWindows:
@@ -190,72 +240,87 @@ class ShardedWindows:
     `CurriculumStream`, same seed everywhere, one window per optimiser step), cuts it into `steps` micro-batches and
     collates its own share `[rank::world_size]` of each. Resumable: its state is the global stream's."""
     def __init__(self, stream, rank: int = 0, world_size: int = 1, steps: int = 1, device=None):
-        if not hasattr(stream, 'next_indices'): raise TypeError(f"stream must have next_indices() (BatchStream, CurriculumStream), got {type(stream).__name__}")
-        if not 0 <= rank < world_size: raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+        if not hasattr(stream, 'next_indices'):
+            raise TypeError(f"stream must have next_indices() (BatchStream, CurriculumStream), got "
+                            f"{type(stream).__name__}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
         if steps < 1: raise ValueError(f"steps must be >= 1, got {steps}")
         self.stream, self.rank, self.world_size, self.steps, self.device = stream, rank, world_size, steps, device
         self.ds = stream.ds
+
     def __iter__(self): return self
-    def split(self, idx: list) -> list[list]:
-        "This rank's dataset indices in each micro-batch of the window `idx`."
-        if len(idx) < self.steps * self.world_size:
-            raise ValueError(f"a window of {len(idx)} chains cannot feed {self.steps} micro-batches x {self.world_size} ranks "
-                             f"(raise --batch to at least {self.world_size})")
-        k, n = self.steps, len(idx)
-        return [idx[j * n // k:(j + 1) * n // k][self.rank::self.world_size] for j in range(k)]
-    def __next__(self) -> list[dict]:
-        out = [collate_chains([self.ds[i] for i in part]) for part in self.split(self.stream.next_indices())]
-        return out if self.device is None else [{k: v.to(self.device) for k, v in b.items()} for b in out]
     def state_dict(self): return self.stream.state_dict()
     def load_state_dict(self, d): self.stream.load_state_dict(d)
 
+    def split(self, idx: list) -> list[list]:
+        "This rank's dataset indices in each micro-batch of the window `idx`."
+        if len(idx) < self.steps * self.world_size:
+            raise ValueError(f"a window of {len(idx)} chains cannot feed {self.steps} micro-batches x "
+                             f"{self.world_size} ranks (raise --batch to at least {self.world_size})")
+        k, n = self.steps, len(idx)
+        return [idx[j * n // k:(j + 1) * n // k][self.rank::self.world_size] for j in range(k)]
+
+    def __next__(self) -> list[dict]:
+        out = [collate_chains([self.ds[i] for i in part]) for part in self.split(self.stream.next_indices())]
+        return out if self.device is None else [{k: v.to(self.device) for k, v in b.items()} for b in out]
+
 # %% ../nbs/09_distributed.ipynb #441f1f48
-class DistributedTrainingManager(Stage3TrainingManager):
-    """`Stage3TrainingManager` for data parallelism and gradient accumulation: each optimiser step runs
-    this rank's micro-batches of the window (`ShardedWindows`) through `DistributedModelWrapper.wrapped` with a
-    token-normalised `GradientAccumulator`, so the update is that of the global window as one batch. Checkpoints hold
-    the plain model and the same state as `Stage3TrainingManager`'s."""
+class DistributedTrainingManager(DenoiserTrainer):
+    """`DenoiserTrainer` for data parallelism and gradient accumulation: each optimiser step runs this rank's
+    micro-batches of the window (`ShardedWindows`) through `DistributedModelWrapper.wrapped` with a token-normalised
+    `GradientAccumulator`, so the update is that of the global window as one batch. Checkpoints hold the plain model
+    and the same state as `DenoiserTrainer`'s."""
     def __init__(self, parallel: DistributedModelWrapper, data: ShardedWindows, schedule=None, lr: float = 1e-4,
                  precision: str = "fp32", grad_clip: float | None = None, ema_decay: float | None = None,
                  aux_weight: float = 0.0, cbs=(), meta: dict | None = None):
         super().__init__(parallel.model, data, schedule, lr, precision, grad_clip, ema_decay, aux_weight, cbs, meta)
         self.parallel = parallel
         self.defer_interrupt = not parallel.distributed   # each rank would finish its step alone: stop at once instead
-        self.accumulator = GradientAccumulator(parallel.wrapped, self.opt, data.steps, "tokens", self.trainer.scaler, grad_clip)
+        self.accumulator = GradientAccumulator(parallel.wrapped, self.opt, data.steps, "tokens", self.trainer.scaler,
+                                               grad_clip)
         self.window = {}
 
-    def _numerators(self, b: dict) -> dict:
-        dev, prec = self.parallel.device.type, self.trainer.precision
-        with torch.autocast(device_type=dev, dtype=PRECISIONS[prec] or torch.float32, enabled=prec != "fp32"):
-            p = stage3_loss_parts(self.parallel.wrapped, self.schedule, b['coords'], b['mask'], self.aux_weight, self.losses)
-        return {'eps': p['eps'].float(), 'aux': p['aux'].float()}
+# %% ../nbs/09_distributed.ipynb #de931d9b
+@patch
+def _numerators(self: DistributedTrainingManager, b: dict) -> dict:
+    dev, prec = self.parallel.device.type, self.trainer.precision
+    with torch.autocast(device_type=dev, dtype=PRECISIONS[prec] or torch.float32, enabled=prec != "fp32"):
+        p = denoiser_loss_parts(self.parallel.wrapped, self.schedule, b['coords'], b['mask'], self.aux_weight,
+                                self.losses)
+    return {'eps': p['eps'].float(), 'aux': p['aux'].float()}
 
-    def one_step(self):
-        batches = next(self.data)
-        self.batch = batches[-1]
-        self.callback('before_step')
-        out = self.accumulator.step(batches, self._numerators, lambda b: {'eps': b['mask'].sum(), 'aux': len(b['mask'])})
-        self.loss, self.last = torch.tensor(out['loss']), out
-        self.window = {'chains': int(out['counts']['aux']), 'residues': int(out['counts']['eps'])}
-        if out['skipped']: self.trainer.skipped += 1
-        elif self.ema is not None: self.ema.update_parameters(self.model)
-        self.step += 1
-        self.callback('after_step')
+@patch
+def one_step(self: DistributedTrainingManager):
+    "One optimiser step over this rank's micro-batches of the window, through the `GradientAccumulator`."
+    batches = next(self.data)
+    self.batch = batches[-1]
+    self.callback('before_step')
+    out = self.accumulator.step(batches, self._numerators, lambda b: {'eps': b['mask'].sum(), 'aux': len(b['mask'])})
+    self.loss, self.last = torch.tensor(out['loss']), out
+    self.window = {'chains': int(out['counts']['aux']), 'residues': int(out['counts']['eps'])}
+    if out['skipped']: self.trainer.skipped += 1
+    elif self.ema is not None: self.ema.update_parameters(self.model)
+    self.step += 1
+    self.callback('after_step')
 
-class WindowMetricsCB(Stage3MetricsCB):
-    "`Stage3MetricsCB` whose `batch` and `residues` are the whole window's (all micro-batches, all ranks)."
+# %% ../nbs/09_distributed.ipynb #f9dbafcb
+class WindowMetricsCB(TrainMetricsCB):
+    "`TrainMetricsCB` whose `batch` and `residues` are the whole window's (all micro-batches, all ranks)."
     def row(self) -> dict:
         return {**super().row(), 'batch': self.learn.window['chains'], 'residues': self.learn.window['residues']}
 
 class SyncedTimeLimitCB(TimeLimitCB):
     "`TimeLimitCB` whose decision is rank 0's, broadcast to every rank, so that all ranks stop after the same step."
-    def __init__(self, seconds: float, parallel: DistributedModelWrapper): super().__init__(seconds); self.parallel = parallel
+    def __init__(self, seconds: float, parallel: DistributedModelWrapper):
+        super().__init__(seconds)
+        self.parallel = parallel
     def after_step(self):
         if self.parallel.broadcast_object(time.time() - self.t0 > self.seconds): raise CancelFitException()
 
 # %% ../nbs/09_distributed.ipynb #28063c75
 class _GatherResidues(torch.autograd.Function):
-    "All ranks' blocks of `x`, concatenated along `dim`; backward: the sum over ranks of the gradient, this rank's rows."
+    "All ranks' blocks of `x`, concatenated along `dim`; backward: the sum over ranks of the gradient, own rows."
     @staticmethod
     def forward(ctx, x: Tensor, dim: int, group):
         ctx.dim, ctx.group, ctx.n = dim, group, x.shape[dim]
@@ -270,6 +335,7 @@ class _GatherResidues(torch.autograd.Function):
         dist.all_reduce(g, group=ctx.group)
         return g.narrow(ctx.dim, dist.get_rank(ctx.group) * ctx.n, ctx.n), None, None
 
+# %% ../nbs/09_distributed.ipynb #a2ed9e10
 class _SumOverRanks(torch.autograd.Function):
     "Σ over ranks of `x`, on every rank; backward: the same sum of the gradients."
     @staticmethod
@@ -285,6 +351,7 @@ class _SumOverRanks(torch.autograd.Function):
         dist.all_reduce(g, group=ctx.group)
         return g, None
 
+# %% ../nbs/09_distributed.ipynb #0a3dc56e
 class ShardedChain(LocalChain):
     """A chain split evenly across the ranks of `group` (rank p holds residues [p n, (p + 1) n)): the `LocalChain`
     questions answered with differentiable collectives — `full` all-gathers, `sum` all-reduces, `local` takes this
@@ -293,7 +360,8 @@ class ShardedChain(LocalChain):
         self.group = group
         self.rank, self.world = dist.get_rank(group), dist.get_world_size(group)
 
-    def positions(self, l: int, device=None) -> Tensor: return torch.arange(self.rank * l, (self.rank + 1) * l, device=device)
+    def positions(self, l: int, device=None) -> Tensor:
+        return torch.arange(self.rank * l, (self.rank + 1) * l, device=device)
     def full(self, x: Tensor, dim: int = 1) -> Tensor: return _GatherResidues.apply(x, dim, self.group)
     def sum(self, x: Tensor) -> Tensor: return _SumOverRanks.apply(x, self.group)
     def local(self, x: Tensor, dim: int = 1) -> Tensor:
@@ -303,8 +371,8 @@ class ShardedChain(LocalChain):
 # %% ../nbs/09_distributed.ipynb #9950d940
 class SequenceTensorParallel(nn.Module):
     """Sequence parallelism for `LongSequenceDenoiser`: the residues of each chain split across the ranks of
-    `group`; every residue-mixing layer gathers what it needs through a `ShardedChain` (O(L R C / P + L H d̃) memory per
-    rank, O(L) traffic per layer). Call it with the whole chain on every rank; it returns this rank's rows of ε̂.
+    `group`; every residue-mixing layer gathers what it needs through a `ShardedChain` (O(L R C / P + L H d̃) memory
+    per rank, O(L) traffic per layer). Call it with the whole chain on every rank; it returns this rank's rows of ε̂.
     Supported: the factorised model (exact preset, without pair-biased triangle attention: the long model's default)
     and the sparse k-NN model (each rank selects its residues' neighbours among all residues)."""
     def __init__(self, model: nn.Module, group=None):
@@ -312,9 +380,10 @@ class SequenceTensorParallel(nn.Module):
         c = getattr(model, 'config', None)
         if c is None or getattr(c, 'pair_mode', None) not in ('factorized', 'sparse') or (
                 c.pair_mode == 'factorized' and (c.preset != 'exact' or c.include_tri_att)):
-            raise ValueError("SequenceTensorParallel: needs a LongSequenceDenoiser with pair_mode='sparse', or 'factorized' "
-                             "with preset='exact' and include_tri_att=False")
-        if not dist.is_initialized(): raise RuntimeError("SequenceTensorParallel: init the process group first (torchrun)")
+            raise ValueError("SequenceTensorParallel: needs a LongSequenceDenoiser with pair_mode='sparse', or "
+                             "'factorized' with preset='exact' and include_tri_att=False")
+        if not dist.is_initialized():
+            raise RuntimeError("SequenceTensorParallel: init the process group first (torchrun)")
         self.model, self.chain = model, ShardedChain(group)
         self.src = 0 if group is None else dist.get_global_rank(group, 0)
         for m in model.modules():
@@ -323,55 +392,67 @@ class SequenceTensorParallel(nn.Module):
     @property
     def world(self) -> int: return self.chain.world
 
-    def shard(self, x: Tensor, dim: int = 1) -> Tensor:
-        "This rank's rows of a whole-chain tensor, after padding the residue axis to a multiple of the group size."
-        pad = -x.shape[dim] % self.world
-        if pad: x = torch.cat([x, x.new_zeros(*x.shape[:dim], pad, *x.shape[dim + 1:])], dim)
-        return self.chain.local(x, dim)
-
-    def gather(self, x: Tensor, length: int | None = None, dim: int = 1) -> Tensor:
-        "The whole chain from every rank's rows (no gradient), cut back to `length` residues."
-        with torch.no_grad(): y = self.chain.full(x, dim)
-        return y if length is None else y.narrow(dim, 0, length)
-
     def forward(self, x_t: Tensor, t: Tensor, mask: Tensor) -> Tensor:
         "x_t [b, L, 3], t [b], mask [b, L], the same on every rank → this rank's rows of ε̂ [b, ⌈L/P⌉, 3]."
         return self.model(self.shard(x_t), t, self.shard(mask))
 
-    def training_loss(self, schedule, x0: Tensor, mask: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """This rank's share of Genie's ε-loss: the draws (t, ε) of rank 0, broadcast; Σ over this rank's valid
-        residues of ‖ε̂ − ε‖ divided by the chain's valid count. The shares sum to `training_loss` of the whole chain."""
-        k = torch.randint(0, len(schedule), (x0.shape[0],), generator=generator).to(x0.device)
-        x_t, eps = q_sample(schedule, x0, k, mask, generator=generator)
-        for tensor in (k, x_t, eps): dist.broadcast(tensor, src=self.src, group=self.chain.group)   # one draw for the chain
-        m = mask.to(x0.dtype)
-        eps_hat = self(x_t, schedule.timesteps.to(x0.device)[k], m)
-        err = ((eps_hat - self.shard(eps)).pow(2).sum(-1) + 1e-10).sqrt()
-        return (self.shard(m) * err).sum() / m.sum()
+# %% ../nbs/09_distributed.ipynb #44edf64a
+@patch
+def shard(self: SequenceTensorParallel, x: Tensor, dim: int = 1) -> Tensor:
+    "This rank's rows of a whole-chain tensor, after padding the residue axis to a multiple of the group size."
+    pad = -x.shape[dim] % self.world
+    if pad: x = torch.cat([x, x.new_zeros(*x.shape[:dim], pad, *x.shape[dim + 1:])], dim)
+    return self.chain.local(x, dim)
 
-    def reduce_gradients(self):
-        "Sum the parameter gradients over the group: each rank's is the gradient of its rows' share of the loss."
-        for p in self.model.parameters():
-            if p.grad is not None: dist.all_reduce(p.grad, group=self.chain.group)
+@patch
+def gather(self: SequenceTensorParallel, x: Tensor, length: int | None = None, dim: int = 1) -> Tensor:
+    "The whole chain from every rank's rows (no gradient), cut back to `length` residues."
+    with torch.no_grad(): y = self.chain.full(x, dim)
+    return y if length is None else y.narrow(dim, 0, length)
+
+# %% ../nbs/09_distributed.ipynb #91068f88
+@patch
+def training_loss(self: SequenceTensorParallel, schedule, x0: Tensor, mask: Tensor,
+                  generator: torch.Generator | None = None) -> Tensor:
+    """This rank's share of Genie's ε-loss: the draws (t, ε) of rank 0, broadcast; Σ over this rank's valid
+    residues of ‖ε̂ − ε‖ divided by the chain's valid count. The shares sum to `training_loss` of the whole chain."""
+    k = torch.randint(0, len(schedule), (x0.shape[0],), generator=generator).to(x0.device)
+    x_t, eps = q_sample(schedule, x0, k, mask, generator=generator)
+    for tensor in (k, x_t, eps): dist.broadcast(tensor, src=self.src, group=self.chain.group)   # one draw, all ranks
+    m = mask.to(x0.dtype)
+    eps_hat = self(x_t, schedule.timesteps.to(x0.device)[k], m)
+    err = ((eps_hat - self.shard(eps)).pow(2).sum(-1) + 1e-10).sqrt()
+    return (self.shard(m) * err).sum() / m.sum()
+
+@patch
+def reduce_gradients(self: SequenceTensorParallel):
+    "Sum the parameter gradients over the group: each rank's is the gradient of its rows' share of the loss."
+    for p in self.model.parameters():
+        if p.grad is not None: dist.all_reduce(p.grad, group=self.chain.group)
 
 # %% ../nbs/09_distributed.ipynb #4e1213b2
+def _vm(field: str) -> int:
+    "A memory figure of this process from /proc/self/status (VmRSS, VmHWM, …), in bytes."
+    with open('/proc/self/status') as f: line = next(l for l in f if l.startswith(field))
+    return int(line.split()[1]) * 1024
+
 def sequence_parallel_step(model: nn.Module, L: int, seed: int = 0, lr: float = 1e-4) -> dict:
     """Under `torchrun` (gloo or nccl): one train step of `model` (a `LongSequenceDenoiser`) on a random 3.8 Å chain of
     length L, its residues split over the ranks (one rank: the plain model). Returns `ranks`: every rank's peak RSS
     (VmHWM), RSS before the step and step time."""
-    from genie_long.diffusion import GenieSchedule, training_loss
     if not dist.is_initialized(): dist.init_process_group('nccl' if torch.cuda.is_available() else 'gloo')
-    world, vm = dist.get_world_size(), lambda f: int([l for l in open('/proc/self/status') if l.startswith(f)][0].split()[1]) * 1024
+    world = dist.get_world_size()
     opt = torch.optim.Adam(model.parameters(), lr)
     st = torch.randn(1, L, 3, generator=torch.Generator().manual_seed(seed))
     x0, mask = (3.8 * st / st.norm(dim=-1, keepdim=True)).cumsum(1), torch.ones(1, L)
     sp = SequenceTensorParallel(model) if world > 1 else None
-    base, t0, g = vm('VmRSS'), time.perf_counter(), torch.Generator().manual_seed(seed + 1)
+    base, t0, g = _vm('VmRSS'), time.perf_counter(), torch.Generator().manual_seed(seed + 1)
     loss = sp.training_loss(GenieSchedule(), x0, mask, g) if sp else training_loss(model, GenieSchedule(), x0, mask, g)
-    opt.zero_grad(); loss.backward()
+    opt.zero_grad()
+    loss.backward()
     if sp: sp.reduce_gradients()
     opt.step()
-    mine = dict(rank=dist.get_rank(), peak_rss=vm('VmHWM'), base_rss=base, step_s=time.perf_counter() - t0)
+    mine = dict(rank=dist.get_rank(), peak_rss=_vm('VmHWM'), base_rss=base, step_s=time.perf_counter() - t0)
     ranks = [None] * world
     dist.all_gather_object(ranks, mine)
     return dict(L=L, processes=world, ranks=ranks)

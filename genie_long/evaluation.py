@@ -11,7 +11,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 import numpy as np
-from fastprogress.fastprogress import progress_bar
+from .runtime import WorkBar
 
 from .protein import BREAK_DIST, ProteinChain, coords_problem, read_chains, load_chains, structure_format
 
@@ -140,7 +140,13 @@ def tm_score(a, b) -> tuple[float, float]:
     return float(r.tm_norm_chain1), float(r.tm_norm_chain2)
 
 # %% ../nbs/11_evaluation.ipynb #c566241d
-def _bar(it, progress: bool, total=None): return progress_bar(it, total=total, leave=False) if progress else it
+def _bar(items, progress: bool, label: str):
+    "Iterate `items` (a sized collection) under a labelled `WorkBar`, one unit per item."
+    bar = WorkBar(len(items), label, show=progress)
+    for k, x in enumerate(items):
+        yield x
+        bar.update(k + 1)
+    bar.close()
 
 def pairwise_tm(traces, max_pairs: int | None = 200, seed: int = 0,
                 progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -152,7 +158,7 @@ def pairwise_tm(traces, max_pairs: int | None = 200, seed: int = 0,
     if max_pairs is not None and len(pairs) > max_pairs:
         pairs = pairs[np.sort(np.random.default_rng(seed).choice(len(pairs), max_pairs, replace=False))]
     tm = np.empty(len(pairs))
-    for k in _bar(range(len(pairs)), progress):
+    for k in _bar(range(len(pairs)), progress, 'diversity: TM-align of sample pairs'):
         a, b = pairs[k]
         t_a, t_b = tm_score(xs[a], xs[b])
         tm[k] = t_a if len(xs[a]) <= len(xs[b]) else t_b
@@ -172,7 +178,7 @@ def novelty_tm(traces, train, max_train: int | None = 100, length_ratio=(0.5, 2.
     todo = [(a, b) for a, x in enumerate(xs) for b in idx
             if lo * len(x) <= len(ys[b]) <= hi * len(x) and len(ys[b]) >= 3]
     best_tm, best = np.full(len(xs), np.nan), np.full(len(xs), -1)
-    for a, b in _bar(todo, progress):
+    for a, b in _bar(todo, progress, 'novelty: TM-align against training chains'):
         t = tm_score(xs[a], ys[b])[0]
         if not t <= best_tm[a]: best_tm[a], best[a] = t, b   # `not <=` is True against NaN
     return best_tm, best
@@ -275,7 +281,7 @@ def evaluate_backbones(samples, train=None, diversity: bool = True, max_pairs: i
         raise ValueError(f"no usable training chain: {': '.join(train_skipped[0])}" if train_skipped
                          else "the training set holds no chain")
     skipped += [(f"{n} (training)", r) for n, r in train_skipped]
-    rows = [{'name': n, **chain_metrics(x)} for n, x in _bar(traces, progress)]
+    rows = [{'name': n, **chain_metrics(x)} for n, x in _bar(traces, progress, 'geometry and secondary structure')]
     pairs, tm = (pairwise_tm([x for _, x in traces], max_pairs, seed, progress) if diversity and len(traces) > 1
                  else (np.zeros((0, 2), int), np.zeros(0)))
     if diversity:

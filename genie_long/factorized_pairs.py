@@ -15,13 +15,16 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 from torch.utils.checkpoint import checkpoint
 from einops import rearrange, einsum, repeat
+from fastcore.basics import patch
 from .protein import check_prefix_mask, centre_coords, LocalChain, LOCAL_CHAIN
 from .reference import Linear, sinusoidal_encoding
 
 # %% ../nbs/01_factorized_pairs.ipynb #4ec4a492
 def reconstruct_pair(f_left: Tensor, f_right: Tensor, chunk: int | None = None) -> Tensor:
-    "The pair p_ij = Σ_r f_L,i,r ⊙ f_R,j,r, `[b, l, l, c]`. O(L²C): for tests, dense references and small-L plots only."
-    if f_left.ndim != 4 or f_right.ndim != 4 or f_left.shape[0] != f_right.shape[0] or f_left.shape[2:] != f_right.shape[2:]:
+    """The pair p_ij = Σ_r f_L,i,r ⊙ f_R,j,r, `[b, l, l, c]`.
+    O(L²C): for tests, dense references and small-L plots only."""
+    if (f_left.ndim != 4 or f_right.ndim != 4 or f_left.shape[0] != f_right.shape[0]
+            or f_left.shape[2:] != f_right.shape[2:]):
         raise ValueError(f"reconstruct_pair: f_left {tuple(f_left.shape)} and f_right {tuple(f_right.shape)} "
                          "must be [b, l, r, c] with equal b, r, c")
     if chunk is None: return einsum(f_left, f_right, "b l r c, b m r c -> b l m c")
@@ -29,36 +32,42 @@ def reconstruct_pair(f_left: Tensor, f_right: Tensor, chunk: int | None = None) 
     return torch.cat([einsum(f_left[:, i:i + chunk], f_right, "b l r c, b m r c -> b l m c")
                       for i in range(0, f_left.shape[1], chunk)], dim=1)
 
+# %% ../nbs/01_factorized_pairs.ipynb #73576118
 def mask_factors(f: Tensor, mask: Tensor) -> Tensor:
     "Fact 5: zero the factor rows of padded residues, so p_ij = 0 wherever m_i m_j = 0. f [b, l, r, c], mask [b, l]."
     return f * mask.to(f.dtype)[:, :, None, None]
 
-# %% ../nbs/01_factorized_pairs.ipynb #d68504d4
+# %% ../nbs/01_factorized_pairs.ipynb #c05516e0
 PRESETS = ("exact", "design")
 
 def _check_preset(preset: str, name: str):
     if preset not in PRESETS: raise ValueError(f"{name}: preset={preset!r}; use 'exact' or 'design'")
 
+# %% ../nbs/01_factorized_pairs.ipynb #69975965
 def relpos_wavelengths(n_freqs: int, pos_emb_max_len: int = 4096) -> Tensor:
     "λ_f = 3 (λ_max/3)^{f/(F-1)}, f = 0..F-1, λ_max = 2 N_pos, in fp64: from 3 residues to twice the longest chain."
     if n_freqs < 1: raise ValueError(f"relpos_wavelengths: n_freqs must be >= 1, got {n_freqs}")
     lam_max = 2.0 * pos_emb_max_len
     return 3.0 * (lam_max / 3.0) ** torch.linspace(0, 1, n_freqs, dtype=torch.float64)
 
-def fourier_relpos_factors(alpha: Tensor, beta: Tensor, pos: Tensor, wavelengths: Tensor) -> tuple[Tensor, Tensor]:
+# %% ../nbs/01_factorized_pairs.ipynb #6ce7da76
+def fourier_relpos_factors(alpha: Tensor, beta: Tensor, pos: Tensor,
+                           wavelengths: Tensor) -> tuple[Tensor, Tensor]:
     """Fourier relative position: rank-2F factors of Σ_f α_cf cos ω_f(i-j) + β_cf sin ω_f(i-j), exact in i - j.
     alpha, beta [c, F]; pos [b, l] residue indices → f_left, f_right [b, l, 2F, c]. Phases and cos/sin in fp64."""
     ang = pos.to(torch.float64)[..., None] * (2 * math.pi / wavelengths.to(pos.device, torch.float64))  # [b, l, F]
     cos, sin = (t.to(alpha.dtype)[..., None] for t in (torch.cos(ang), torch.sin(ang)))                 # [b, l, F, 1]
     a, bt = alpha.T, beta.T                                                                              # [F, c]
-    left = torch.stack([a * cos + bt * sin, a * sin - bt * cos], dim=-2)                                # [b, l, F, 2, c]
+    left = torch.stack([a * cos + bt * sin, a * sin - bt * cos], dim=-2)                               # [b, l, F, 2, c]
     right = torch.stack([cos, sin], dim=-2).expand_as(left)
     return rearrange(left, "b l f two c -> b l (f two) c"), rearrange(right, "b l f two c -> b l (f two) c")
 
+# %% ../nbs/01_factorized_pairs.ipynb #d68504d4
 class FactorizedRelPos(nn.Module):
     """Relative-position factors of the pair. `preset="exact"`: Fourier relative position, rank 2F, exactly
-    Σ_f α_cf cos ω_f(i-j) + β_cf sin ω_f(i-j). `preset="design"`: h_i = [PE(i; N_pos, c_pos); onehot(clip(i-⌊n/2⌋, ±k))]
-    projected to rank R on each side, f_L = W_L h + b_rel, f_R = W_R h - b_rel."""
+    Σ_f α_cf cos ω_f(i-j) + β_cf sin ω_f(i-j). `preset="design"`:
+    h_i = [PE(i; N_pos, c_pos); onehot(clip(i-⌊n/2⌋, ±k))] projected to rank R on each side,
+    f_L = W_L h + b_rel, f_R = W_R h - b_rel."""
     def __init__(self, c_p: int, rank: int | None = None, preset: str = "exact", pos_emb_max_len: int = 4096,
                  n_freqs: int = 4, c_pos: int = 128, relpos_k: int = 32):
         super().__init__()
@@ -72,35 +81,41 @@ class FactorizedRelPos(nn.Module):
             self.alpha = nn.Parameter(torch.randn(c_p, n_freqs) / math.sqrt(2 * n_freqs))
             self.beta = nn.Parameter(torch.randn(c_p, n_freqs) / math.sqrt(2 * n_freqs))
         else:
-            if rank is None or rank < 1: raise ValueError(f"FactorizedRelPos(design): rank must be a positive int, got {rank}")
+            if rank is None or rank < 1:
+                raise ValueError(f"FactorizedRelPos(design): rank must be a positive int, got {rank}")
             self.rank, self.c_pos, self.relpos_k = rank, c_pos, relpos_k
             self.linear_left = Linear(c_pos + 2 * relpos_k + 1, rank * c_p, bias=False, fan="openfold")
             self.linear_right = Linear(c_pos + 2 * relpos_k + 1, rank * c_p, bias=False, fan="openfold")
             self.b_rel = nn.Parameter(torch.zeros(rank, c_p))
 
-    def features(self, mask: Tensor) -> Tensor:
-        "Design features h_i = [PE(i; N_pos, c_pos); onehot(clip(i - ⌊n/2⌋, -k, k))], `[b, l, c_pos + 2k + 1]`."
-        b, l = mask.shape
-        dt, i = self.linear_left.weight.dtype, torch.arange(l, device=mask.device)
-        pe = sinusoidal_encoding(i, self.pos_emb_max_len, self.c_pos, dt).expand(b, l, -1)
-        n = mask.to(torch.long).sum(-1, keepdim=True)                   # the true length, not the padded one
-        rel = (i[None] - n // 2).clamp(-self.relpos_k, self.relpos_k) + self.relpos_k
-        return torch.cat([pe, F.one_hot(rel, 2 * self.relpos_k + 1).to(dt)], -1)
+# %% ../nbs/01_factorized_pairs.ipynb #989f68ce
+@patch
+def features(self: FactorizedRelPos, mask: Tensor) -> Tensor:
+    "Design features h_i = [PE(i; N_pos, c_pos); onehot(clip(i - ⌊n/2⌋, -k, k))], `[b, l, c_pos + 2k + 1]`."
+    b, l = mask.shape
+    dt, i = self.linear_left.weight.dtype, torch.arange(l, device=mask.device)
+    pe = sinusoidal_encoding(i, self.pos_emb_max_len, self.c_pos, dt).expand(b, l, -1)
+    n = mask.to(torch.long).sum(-1, keepdim=True)                   # the true length, not the padded one
+    rel = (i[None] - n // 2).clamp(-self.relpos_k, self.relpos_k) + self.relpos_k
+    return torch.cat([pe, F.one_hot(rel, 2 * self.relpos_k + 1).to(dt)], -1)
 
-    def forward(self, mask: Tensor) -> tuple[Tensor, Tensor]:
-        "mask [b, l] (prefix) → f_left, f_right [b, l, rank, c_p]."
-        check_prefix_mask(mask)
-        if self.preset == "exact":
-            pos = self.chain.positions(mask.shape[1], mask.device).expand(mask.shape)
-            fl, fr = fourier_relpos_factors(self.alpha, self.beta, pos, relpos_wavelengths(self.n_freqs, self.pos_emb_max_len))
-        else:
-            h = self.features(mask)
-            u = rearrange(self.linear_left(h), "b l (r c) -> b l r c", r=self.rank)
-            v = rearrange(self.linear_right(h), "b l (r c) -> b l r c", r=self.rank)
-            fl, fr = u + self.b_rel, v - self.b_rel
-        return mask_factors(fl, mask), mask_factors(fr, mask)
+# %% ../nbs/01_factorized_pairs.ipynb #2624e6d4
+@patch
+def forward(self: FactorizedRelPos, mask: Tensor) -> tuple[Tensor, Tensor]:
+    "mask [b, l] (prefix) → f_left, f_right [b, l, rank, c_p]."
+    check_prefix_mask(mask)
+    if self.preset == "exact":
+        pos = self.chain.positions(mask.shape[1], mask.device).expand(mask.shape)
+        wavelengths = relpos_wavelengths(self.n_freqs, self.pos_emb_max_len)
+        fl, fr = fourier_relpos_factors(self.alpha, self.beta, pos, wavelengths)
+    else:
+        h = self.features(mask)
+        u = rearrange(self.linear_left(h), "b l (r c) -> b l r c", r=self.rank)
+        v = rearrange(self.linear_right(h), "b l (r c) -> b l r c", r=self.rank)
+        fl, fr = u + self.b_rel, v - self.b_rel
+    return mask_factors(fl, mask), mask_factors(fr, mask)
 
-# %% ../nbs/01_factorized_pairs.ipynb #0cd24424
+# %% ../nbs/01_factorized_pairs.ipynb #1a4ce520
 def _partner_block(x: Tensor, mask: Tensor, k0: int, k1: int, eps: float, exclude_self: bool):
     "Partners x_k `[b, s, 3]`, distances d_ik = sqrt(eps + |x_i - x_k|²) `[b, l, s]` and validity for k in k0:k1."
     xk = x[:, k0:k1]
@@ -111,6 +126,7 @@ def _partner_block(x: Tensor, mask: Tensor, k0: int, k1: int, eps: float, exclud
         valid = valid & (i[:, None] != k[None])
     return xk, d, valid
 
+# %% ../nbs/01_factorized_pairs.ipynb #dd9b57bb
 _EXP_FLOOR = -80.0  # exp arguments below this are dropped: < 2e-35 of the largest term, and no slow subnormal floats
 
 def _exp_or_zero(z: Tensor, keep: Tensor | None = None) -> Tensor:
@@ -123,30 +139,60 @@ def _soft_count(rho: Tensor, d: Tensor, tau: float) -> Tensor:
     z = (rho - d[..., None]) / tau
     return torch.where(z > _EXP_FLOOR, torch.sigmoid(z.clamp(min=_EXP_FLOOR)), torch.zeros_like(z))
 
+# %% ../nbs/01_factorized_pairs.ipynb #b30637d6
+def _pooled_stats_forward(x, mask, w, radii, chunk, eps, tau, exclude_self):
+    "One pass over partner chunks (online softmax): v [b, l], counts [b, l, n_rho] and lse = log Z + M [b, l]."
+    b, l, _ = x.shape
+    run_max = x.new_full((b, l), -math.inf)
+    run_sum, run_acc = x.new_zeros(b, l), x.new_zeros(b, l)
+    counts = x.new_zeros(b, l, len(radii))
+    rho = x.new_tensor(radii)
+    for k0 in range(0, l, chunk):
+        _, d, valid = _partner_block(x, mask, k0, k0 + chunk, eps, exclude_self)
+        a = torch.where(valid, w * d, -math.inf)
+        new_max = torch.maximum(run_max, a.amax(-1))
+        safe = torch.where(torch.isfinite(new_max), new_max, torch.zeros_like(new_max))  # no valid k yet: no inf - inf
+        e = _exp_or_zero(a - safe[..., None])
+        rescale = _exp_or_zero(run_max - safe)
+        run_sum = run_sum * rescale + e.sum(-1)
+        run_acc = run_acc * rescale + (e * d).sum(-1)
+        run_max = new_max
+        if len(radii): counts += (_soft_count(rho, d, tau) * valid[..., None]).sum(2)
+    has = run_sum > 0
+    denom = torch.where(has, run_sum, torch.ones_like(run_sum))
+    v = torch.where(has, run_acc / denom, torch.zeros_like(run_acc))
+    lse = torch.where(has, run_max + torch.log(denom), torch.zeros_like(run_max))
+    return v, counts, lse
+
+# %% ../nbs/01_factorized_pairs.ipynb #0d0e275b
+def _pooled_stats_backward(x, mask, w, v, lse, g_v, g_counts, args, need_x: bool, need_w: bool):
+    "Gradients (for x or None, for w) of the pooled statistics, recomputing each partner chunk; `args` as in forward."
+    radii, chunk, eps, tau, exclude_self = args
+    gx = torch.zeros_like(x) if need_x else None
+    gw = torch.zeros_like(w)
+    rho = x.new_tensor(radii)
+    if need_x or need_w:
+        for k0 in range(0, x.shape[1], chunk):
+            xk, d, valid = _partner_block(x, mask, k0, k0 + chunk, eps, exclude_self)
+            p = _exp_or_zero(w * d - lse[..., None], valid)                                 # softmax weights p_ik
+            gp = g_v[..., None] * p
+            if need_w: gw = gw + (gp * d * (d - v[..., None])).sum()
+            if need_x:
+                g_d = gp * (1 + w * (d - v[..., None]))
+                if len(radii):
+                    sg = _soft_count(rho, d, tau)
+                    g_d = g_d - (g_counts[:, :, None] * sg * (1 - sg) * valid[..., None]).sum(-1) / tau
+                g = g_d / d   # Σ_k g_ik (x_i - x_k) without an [l, s, 3] tensor:
+                gx += x * g.sum(2)[..., None] - g @ xk
+                gx[:, k0:k0 + chunk] += xk * g.sum(1)[..., None] - g.transpose(1, 2) @ x
+    return gx, gw
+
+# %% ../nbs/01_factorized_pairs.ipynb #873d44b7
 class _PooledDistanceStats(torch.autograd.Function):
     "Chunked soft-pooled distance and soft neighbour counts; O(S·L) forward and backward, O(L) saved."
     @staticmethod
     def forward(ctx, x, mask, w, radii, chunk, eps, tau, exclude_self):
-        b, l, _ = x.shape
-        run_max = x.new_full((b, l), -math.inf)
-        run_sum, run_acc = x.new_zeros(b, l), x.new_zeros(b, l)
-        counts = x.new_zeros(b, l, len(radii))
-        rho = x.new_tensor(radii)
-        for k0 in range(0, l, chunk):
-            _, d, valid = _partner_block(x, mask, k0, k0 + chunk, eps, exclude_self)
-            a = torch.where(valid, w * d, -math.inf)
-            new_max = torch.maximum(run_max, a.amax(-1))
-            safe = torch.where(torch.isfinite(new_max), new_max, torch.zeros_like(new_max))  # no valid k yet: no inf - inf
-            e = _exp_or_zero(a - safe[..., None])
-            rescale = _exp_or_zero(run_max - safe)
-            run_sum = run_sum * rescale + e.sum(-1)
-            run_acc = run_acc * rescale + (e * d).sum(-1)
-            run_max = new_max
-            if len(radii): counts += (_soft_count(rho, d, tau) * valid[..., None]).sum(2)
-        has = run_sum > 0
-        denom = torch.where(has, run_sum, torch.ones_like(run_sum))
-        v = torch.where(has, run_acc / denom, torch.zeros_like(run_acc))
-        lse = torch.where(has, run_max + torch.log(denom), torch.zeros_like(run_max))
+        v, counts, lse = _pooled_stats_forward(x, mask, w, radii, chunk, eps, tau, exclude_self)
         ctx.save_for_backward(x, mask, w, v, lse)
         ctx.args = (radii, chunk, eps, tau, exclude_self)
         return v, counts
@@ -155,35 +201,21 @@ class _PooledDistanceStats(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_v, g_counts):
         x, mask, w, v, lse = ctx.saved_tensors
-        radii, chunk, eps, tau, exclude_self = ctx.args
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[2]
-        gx = torch.zeros_like(x) if need_x else None
-        gw = torch.zeros_like(w)
-        rho = x.new_tensor(radii)
-        if need_x or need_w:
-            for k0 in range(0, x.shape[1], chunk):
-                xk, d, valid = _partner_block(x, mask, k0, k0 + chunk, eps, exclude_self)
-                p = _exp_or_zero(w * d - lse[..., None], valid)                                 # softmax weights p_ik
-                gp = g_v[..., None] * p
-                if need_w: gw = gw + (gp * d * (d - v[..., None])).sum()
-                if need_x:
-                    g_d = gp * (1 + w * (d - v[..., None]))
-                    if len(radii):
-                        sg = _soft_count(rho, d, tau)
-                        g_d = g_d - (g_counts[:, :, None] * sg * (1 - sg) * valid[..., None]).sum(-1) / tau
-                    g = g_d / d   # Σ_k g_ik (x_i - x_k) without an [l, s, 3] tensor:
-                    gx += x * g.sum(2)[..., None] - g @ xk
-                    gx[:, k0:k0 + chunk] += xk * g.sum(1)[..., None] - g.transpose(1, 2) @ x
+        gx, gw = _pooled_stats_backward(x, mask, w, v, lse, g_v, g_counts, ctx.args, need_x, need_w)
         return gx, None, gw if need_w else None, None, None, None, None, None
 
-def pooled_distance_stats(x: Tensor, mask: Tensor, w: Tensor | float, radii=(), chunk_size: int = 64, eps: float = 1e-10,
-                          tau: float = 0.5, exclude_self: bool = False) -> tuple[Tensor, Tensor]:
+# %% ../nbs/01_factorized_pairs.ipynb #0cd24424
+def pooled_distance_stats(x: Tensor, mask: Tensor, w: Tensor | float, radii=(), chunk_size: int = 64,
+                          eps: float = 1e-10, tau: float = 0.5, exclude_self: bool = False) -> tuple[Tensor, Tensor]:
     """Per-residue statistics of the distance template d_ik = sqrt(eps + |x_i - x_k|²), streamed over partner chunks:
-    the attention-pooled distance v_i = Σ_k softmax_k(w d_ik + μ_k) d_ik (μ_k = -inf for masked k; online softmax with a
-    running max) and soft neighbour counts n_iρ = Σ_k m_k σ((ρ - d_ik)/τ). Never builds the L×L template: peak memory
-    O(S·L) in forward and backward, O(L) saved for backward. x [b, l, 3], mask [b, l] → v [b, l], counts [b, l, len(radii)],
-    in (at least) fp32. `exclude_self` drops k = i from both sums; a residue with no valid partner gets v = 0."""
-    if x.ndim != 3 or x.shape[-1] != 3: raise ValueError(f"pooled_distance_stats: x must be [b, l, 3], got {tuple(x.shape)}")
+    the attention-pooled distance v_i = Σ_k softmax_k(w d_ik + μ_k) d_ik (μ_k = -inf for masked k; online softmax
+    with a running max) and soft neighbour counts n_iρ = Σ_k m_k σ((ρ - d_ik)/τ). Never builds the L×L template:
+    peak memory O(S·L) in forward and backward, O(L) saved for backward. x [b, l, 3], mask [b, l] → v [b, l],
+    counts [b, l, len(radii)], in (at least) fp32. `exclude_self` drops k = i from both sums; a residue with no valid
+    partner gets v = 0."""
+    if x.ndim != 3 or x.shape[-1] != 3:
+        raise ValueError(f"pooled_distance_stats: x must be [b, l, 3], got {tuple(x.shape)}")
     if tuple(mask.shape) != tuple(x.shape[:2]):
         raise ValueError(f"pooled_distance_stats: mask must be {tuple(x.shape[:2])}, got {tuple(mask.shape)}")
     if chunk_size < 1: raise ValueError(f"pooled_distance_stats: chunk_size must be >= 1, got {chunk_size}")
@@ -192,29 +224,33 @@ def pooled_distance_stats(x: Tensor, mask: Tensor, w: Tensor | float, radii=(), 
     return _PooledDistanceStats.apply(x.to(dt), mask.bool(), w, tuple(float(r) for r in radii), int(chunk_size),
                                       float(eps), float(tau), bool(exclude_self))
 
-# %% ../nbs/01_factorized_pairs.ipynb #f48b952a
-TEMPLATES = ("pooled", "sqdist", "pooled+sqdist")
-
-def sqdist_factors(x: Tensor, mask: Tensor, scale: float = 10.0, chain: LocalChain = LOCAL_CHAIN) -> tuple[Tensor, Tensor]:
+# %% ../nbs/01_factorized_pairs.ipynb #856284dd
+def sqdist_factors(x: Tensor, mask: Tensor, scale: float = 10.0,
+                   chain: LocalChain = LOCAL_CHAIN) -> tuple[Tensor, Tensor]:
     """Exact rank-5 factors of the squared distance on the masked-centred coordinates:
-    d²_ij / scale² = [|x_i|², 1, x_i]/scale² · [1, |x_j|², -2 x_j]. x [b, l, 3], mask [b, l] → [b, l, 5] each, zero on padding."""
+    d²_ij / scale² = [|x_i|², 1, x_i]/scale² · [1, |x_j|², -2 x_j].
+    x [b, l, 3], mask [b, l] → [b, l, 5] each, zero on padding."""
     xc = centre_coords(x, mask, chain)
     sq, one = xc.square().sum(-1, keepdim=True), torch.ones_like(xc[..., :1])
     m = mask.to(x.dtype)[..., None]
     return torch.cat([sq, one, xc], -1) * (m / scale ** 2), torch.cat([one, sq, -2 * xc], -1) * m
 
+# %% ../nbs/01_factorized_pairs.ipynb #f48b952a
+TEMPLATES = ("pooled", "sqdist", "pooled+sqdist")
+
 class FactorizedTemplate(nn.Module):
     """Template factors from the (noisy) C-alpha trace, never building the L×L template.
     `preset="design"`: u_L = LN([v_diag, v_row, v_col]), u_R = LN([v_diag, v_col, v_row]) of the distance template,
-    f_L,r = σ_r W_U,r u_L, f_R,r = W_V,r u_R (rank-specific maps). `preset="exact"`:
-    `template="pooled"`: per-residue context φ_i = [v_i/10 Å, log(1+n_iρ) for ρ in `radii`] (soft-min distance to the other
-    residues, soft neighbour counts), f_L,r = σ_r(W_U,r φ_i + a_r), f_R,r = W_V,r φ_j + b_r; `template="sqdist"`: the exact
-    rank-5 squared distance w_c d²_ij/(10 Å)²; `"pooled+sqdist"`: both, concatenated along rank."""
+    f_L,r = σ_r W_U,r u_L, f_R,r = W_V,r u_R (rank-specific maps). `preset="exact"`: `template="pooled"`: per-residue
+    context φ_i = [v_i/10 Å, log(1+n_iρ) for ρ in `radii`] (soft-min distance to the other residues, soft neighbour
+    counts), f_L,r = σ_r(W_U,r φ_i + a_r), f_R,r = W_V,r φ_j + b_r; `template="sqdist"`: the exact rank-5 squared
+    distance w_c d²_ij/(10 Å)²; `"pooled+sqdist"`: both, concatenated along rank."""
     def __init__(self, c_p: int, rank: int = 4, preset: str = "exact", template: str = "pooled", chunk_size: int = 64,
                  radii: tuple = (6.0, 8.0, 12.0, 16.0), eps: float = 1e-10, tau: float = 0.5):
         super().__init__()
         _check_preset(preset, "FactorizedTemplate")
-        if template not in TEMPLATES: raise ValueError(f"FactorizedTemplate: template={template!r}; use one of {TEMPLATES}")
+        if template not in TEMPLATES:
+            raise ValueError(f"FactorizedTemplate: template={template!r}; use one of {TEMPLATES}")
         if preset == "design" and template != "pooled":
             raise ValueError(f"FactorizedTemplate: preset='design' has only template='pooled', got {template!r}")
         if chunk_size < 1: raise ValueError(f"FactorizedTemplate: chunk_size must be >= 1, got {chunk_size}")
@@ -235,44 +271,51 @@ class FactorizedTemplate(nn.Module):
             self.sigma = nn.Parameter(torch.ones(rank))
         if self.sqdist: self.sqdist_weight = nn.Parameter(torch.ones(c_p))
 
-    def stats(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        "Per-residue inputs of the rank maps, left and right, `[b, l, n_feat]`: u_L, u_R ('design') or φ, φ ('exact')."
-        dt = self.linear_u.weight.dtype
-        if self.preset == "design":
-            v_row, _ = pooled_distance_stats(x, mask, self.w_q, (), self.chunk_size, self.eps)
-            v_col = v_row  # the distance template is symmetric (T_ki = T_ik): column pooling is row pooling
-            v_diag = torch.full_like(v_row, math.sqrt(self.eps))  # T_ii = sqrt(eps + 0)
-            u_l = self.layer_norm(torch.stack([v_diag, v_row, v_col], -1).to(dt))
-            u_r = self.layer_norm(torch.stack([v_diag, v_col, v_row], -1).to(dt))
-            return u_l, u_r
-        v, n = pooled_distance_stats(x, mask, self.w_q, self.radii, self.chunk_size, self.eps, self.tau, exclude_self=True)
-        phi = torch.cat([v[..., None] / 10.0, torch.log1p(n)], -1).to(dt)
-        return phi, phi
+# %% ../nbs/01_factorized_pairs.ipynb #4d89db0c
+@patch
+def stats(self: FactorizedTemplate, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    "Per-residue inputs of the rank maps, left and right, `[b, l, n_feat]`: u_L, u_R ('design') or φ, φ ('exact')."
+    dt = self.linear_u.weight.dtype
+    if self.preset == "design":
+        v_row, _ = pooled_distance_stats(x, mask, self.w_q, (), self.chunk_size, self.eps)
+        v_col = v_row  # the distance template is symmetric (T_ki = T_ik): column pooling is row pooling
+        v_diag = torch.full_like(v_row, math.sqrt(self.eps))  # T_ii = sqrt(eps + 0)
+        u_l = self.layer_norm(torch.stack([v_diag, v_row, v_col], -1).to(dt))
+        u_r = self.layer_norm(torch.stack([v_diag, v_col, v_row], -1).to(dt))
+        return u_l, u_r
+    v, n = pooled_distance_stats(x, mask, self.w_q, self.radii, self.chunk_size, self.eps, self.tau,
+                                 exclude_self=True)
+    phi = torch.cat([v[..., None] / 10.0, torch.log1p(n)], -1).to(dt)
+    return phi, phi
 
-    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        "x [b, l, 3] noisy C-alpha trace (Å), mask [b, l] → f_left, f_right [b, l, rank, c_p]."
-        check_prefix_mask(mask)
-        fl, fr = [], []
-        if self.pooled:
-            # per-residue statistics over every partner: on the whole chain, then this process's rows (O(L) numbers)
-            u_l, u_r = (self.chain.local(u) for u in self.stats(self.chain.full(x), self.chain.full(mask)))
-            r = self.rank_pooled
-            fl.append(rearrange(self.linear_u(u_l), "b l (r c) -> b l r c", r=r) * self.sigma[:, None])
-            fr.append(rearrange(self.linear_v(u_r), "b l (r c) -> b l r c", r=r))
-        if self.sqdist:
-            wc = self.sqdist_weight
-            a, b = (t.to(wc.dtype) for t in sqdist_factors(x.to(torch.promote_types(x.dtype, torch.float32)), mask, chain=self.chain))
-            fl.append(a[..., None] * wc)
-            fr.append(b[..., None].expand(*b.shape, self.c_p))
-        return mask_factors(torch.cat(fl, 2), mask), mask_factors(torch.cat(fr, 2), mask)
+# %% ../nbs/01_factorized_pairs.ipynb #29bd7792
+@patch
+def forward(self: FactorizedTemplate, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    "x [b, l, 3] noisy C-alpha trace (Å), mask [b, l] → f_left, f_right [b, l, rank, c_p]."
+    check_prefix_mask(mask)
+    fl, fr = [], []
+    if self.pooled:
+        # per-residue statistics over every partner: on the whole chain, then this process's rows (O(L) numbers)
+        u_l, u_r = (self.chain.local(u) for u in self.stats(self.chain.full(x), self.chain.full(mask)))
+        r = self.rank_pooled
+        fl.append(rearrange(self.linear_u(u_l), "b l (r c) -> b l r c", r=r) * self.sigma[:, None])
+        fr.append(rearrange(self.linear_v(u_r), "b l (r c) -> b l r c", r=r))
+    if self.sqdist:
+        wc = self.sqdist_weight
+        x32 = x.to(torch.promote_types(x.dtype, torch.float32))
+        a, b = (t.to(wc.dtype) for t in sqdist_factors(x32, mask, chain=self.chain))
+        fl.append(a[..., None] * wc)
+        fr.append(b[..., None].expand(*b.shape, self.c_p))
+    return mask_factors(torch.cat(fl, 2), mask), mask_factors(torch.cat(fr, 2), mask)
 
 # %% ../nbs/01_factorized_pairs.ipynb #f641c378
 def sdpa_padded(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None = None, scale: float | None = None,
                 chunk_size: int | None = None) -> Tensor:
-    """`scaled_dot_product_attention` with q, k, v zero-padded to one head width, a multiple of 8 (a v width that differs
-    from q/k's makes SDPA fall back to the O(L²) math path), and an optional boolean key mask broadcastable to
-    [..., 1, l] (True = attend). q, k [..., l, d_qk], v [..., l, d_v] → [..., l, d_v]. `scale` defaults to 1/sqrt(d_qk).
-    `chunk_size` runs the queries in blocks (padding once, not per block), which bounds the math path's transient."""
+    """`scaled_dot_product_attention` with q, k, v zero-padded to one head width, a multiple of 8 (a v width that
+    differs from q/k's makes SDPA fall back to the O(L²) math path), and an optional boolean key mask broadcastable to
+    [..., 1, l] (True = attend). q, k [..., l, d_qk], v [..., l, d_v] → [..., l, d_v]. `scale` defaults to
+    1/sqrt(d_qk). `chunk_size` runs the queries in blocks (padding once, not per block), which bounds the math path's
+    transient."""
     d_qk, d_v = q.shape[-1], v.shape[-1]
     width = -(-max(d_qk, d_v) // 8) * 8
     pad = lambda t: F.pad(t, (0, width - t.shape[-1])) if t.shape[-1] != width else t
@@ -284,6 +327,7 @@ def sdpa_padded(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None = None,
     else: o = torch.cat([attend(q[..., i:i + chunk_size, :]) for i in range(0, L, chunk_size)], -2)
     return o if width == d_v else o[..., :d_v]
 
+# %% ../nbs/01_factorized_pairs.ipynb #d980e7a8
 class FactorCrossAttention(nn.Module):
     "Multi-head attention from one factor to the other: residues as tokens, ranks folded into the batch."
     def __init__(self, c_p: int, n_head: int = 4, c_head: int = 32):
@@ -306,6 +350,7 @@ class FactorCrossAttention(nn.Module):
         o = sdpa_padded(q, k, v, repeat(key, "b l -> (b r) 1 1 l", r=r))
         return self.linear_o(rearrange(o, "(b r) h l d -> b l r (h d)", r=r))
 
+# %% ../nbs/01_factorized_pairs.ipynb #3fba8993
 class FactorizedPairRefinementLayer(nn.Module):
     """Per-rank cross-attention between the factors with gated residual updates, then rank mixing:
     z_L = MHA(LN f_L → LN f_R), z_R = MHA(LN f_R → LN f_L), both from the pre-update factors;
@@ -313,7 +358,8 @@ class FactorizedPairRefinementLayer(nn.Module):
     `rank_chunk` runs the ranks in blocks (checkpointed in training): same result, working memory ∝ the block."""
     def __init__(self, c_p: int, rank: int, n_head: int = 4, c_head: int = 32, rank_chunk: int | None = None):
         super().__init__()
-        if rank_chunk is not None and rank_chunk < 1: raise ValueError(f"rank_chunk must be ≥ 1 or None, got {rank_chunk}")
+        if rank_chunk is not None and rank_chunk < 1:
+            raise ValueError(f"rank_chunk must be ≥ 1 or None, got {rank_chunk}")
         self.rank, self.rank_chunk = rank, rank_chunk
         self.layer_norm_left, self.layer_norm_right = nn.LayerNorm(c_p), nn.LayerNorm(c_p)
         self.attn_left = FactorCrossAttention(c_p, n_head, c_head)    # queries f_L, keys/values f_R
@@ -329,29 +375,34 @@ class FactorizedPairRefinementLayer(nn.Module):
         c = f.shape[-1]
         return torch.sigmoid(F.linear(f, linear.weight[:, :c]) + F.linear(z, linear.weight[:, c:], linear.bias))
 
-    def update(self, f_left: Tensor, f_right: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        "The per-rank part: cross-attention both ways from the pre-update factors, then the gated residual updates."
-        hl, hr = self.layer_norm_left(f_left), self.layer_norm_right(f_right)
-        z_l, z_r = self.attn_left(hl, hr, mask), self.attn_right(hr, hl, mask)
-        return (f_left + self._gate(self.gate_left, f_left, z_l) * z_l,
-                f_right + self._gate(self.gate_right, f_right, z_r) * z_r)
+# %% ../nbs/01_factorized_pairs.ipynb #bad484c3
+@patch
+def update(self: FactorizedPairRefinementLayer, f_left: Tensor, f_right: Tensor,
+           mask: Tensor) -> tuple[Tensor, Tensor]:
+    "The per-rank part: cross-attention both ways from the pre-update factors, then the gated residual updates."
+    hl, hr = self.layer_norm_left(f_left), self.layer_norm_right(f_right)
+    z_l, z_r = self.attn_left(hl, hr, mask), self.attn_right(hr, hl, mask)
+    return (f_left + self._gate(self.gate_left, f_left, z_l) * z_l,
+            f_right + self._gate(self.gate_right, f_right, z_r) * z_r)
 
-    def forward(self, f_left: Tensor, f_right: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        "f_left, f_right [b, l, r, c], mask [b, l] → refined (f_left, f_right), same shapes."
-        if f_left.shape != f_right.shape or f_left.shape[2] != self.rank:
-            raise ValueError(f"FactorizedPairRefinementLayer(rank={self.rank}): got f_left {tuple(f_left.shape)}, "
-                             f"f_right {tuple(f_right.shape)}")
-        S = self.rank_chunk
-        if S is None or S >= self.rank: f_left, f_right = self.update(f_left, f_right, mask)
-        else:
-            # ranks are independent until the mixing: run them in blocks; in training each block is recomputed in
-            # backward (activation checkpointing), so only the layer's inputs and outputs stay saved
-            run = (lambda *a: checkpoint(self.update, *a, use_reentrant=False)) if torch.is_grad_enabled() else self.update
-            blocks = [run(f_left[:, :, i:i + S], f_right[:, :, i:i + S], mask) for i in range(0, self.rank, S)]
-            f_left, f_right = (torch.cat([blk[k] for blk in blocks], 2) for k in (0, 1))
-        f_left = einsum(self.mix_left, f_left, "r s, b l s c -> b l r c")
-        f_right = einsum(self.mix_right, f_right, "r s, b l s c -> b l r c")
-        return mask_factors(f_left, mask), mask_factors(f_right, mask)
+# %% ../nbs/01_factorized_pairs.ipynb #2e60c58b
+@patch
+def forward(self: FactorizedPairRefinementLayer, f_left: Tensor, f_right: Tensor,
+            mask: Tensor) -> tuple[Tensor, Tensor]:
+    "f_left, f_right [b, l, r, c], mask [b, l] → refined (f_left, f_right), same shapes."
+    if f_left.shape != f_right.shape or f_left.shape[2] != self.rank:
+        raise ValueError(f"FactorizedPairRefinementLayer(rank={self.rank}): got f_left {tuple(f_left.shape)}, "
+                         f"f_right {tuple(f_right.shape)}")
+    S = self.rank_chunk
+    if S is None or S >= self.rank: f_left, f_right = self.update(f_left, f_right, mask)
+    else:
+        run = ((lambda *a: checkpoint(self.update, *a, use_reentrant=False)) if torch.is_grad_enabled()
+               else self.update)
+        blocks = [run(f_left[:, :, i:i + S], f_right[:, :, i:i + S], mask) for i in range(0, self.rank, S)]
+        f_left, f_right = (torch.cat([blk[k] for blk in blocks], 2) for k in (0, 1))
+    f_left = einsum(self.mix_left, f_left, "r s, b l s c -> b l r c")
+    f_right = einsum(self.mix_right, f_right, "r s, b l s c -> b l r c")
+    return mask_factors(f_left, mask), mask_factors(f_right, mask)
 
 # %% ../nbs/01_factorized_pairs.ipynb #a4919107
 class FactorizedPairFeatureNet(nn.Module):
@@ -361,7 +412,8 @@ class FactorizedPairFeatureNet(nn.Module):
     [W_i s_i, 1] ⊙ [1, W_j s_j] (rank 2, Genie's additive term, Fact 4) + single projection (rank `rank`) + Fourier
     relative position (rank 2F) + template (rank 4 pooled / 5 sqdist / 9 both). `preset="design"`: single, relative
     position and template parts of rank `rank` summed in shared rank slots. Then `n_refine_layers`
-    `FactorizedPairRefinementLayer`s at rank `rank_total` (ranks in blocks of `rank_chunk`, if given), then masking (Fact 5)."""
+    `FactorizedPairRefinementLayer`s at rank `rank_total` (ranks in blocks of `rank_chunk`, if given), then masking
+    (Fact 5)."""
     def __init__(self, c_s: int, c_p: int, rank: int, preset: str = "exact", n_refine_layers: int = 2,
                  pos_emb_max_len: int = 4096, relpos_freqs: int = 4, template: str = "pooled", chunk_size: int = 64,
                  template_rank: int = 4, outer_sum: bool = True, c_pos: int = 128, relpos_k: int = 32,
@@ -372,44 +424,53 @@ class FactorizedPairFeatureNet(nn.Module):
         self.c_s, self.c_p, self.rank, self.preset = c_s, c_p, rank, preset
         exact = preset == "exact"
         self.outer_sum = outer_sum and exact                  # preset 'design' has no outer-sum ranks
-        if self.outer_sum: self.linear_s_p_i, self.linear_s_p_j = nn.Linear(c_s, c_p), nn.Linear(c_s, c_p)  # Genie's names
+        if self.outer_sum:                                    # Genie's names
+            self.linear_s_p_i, self.linear_s_p_j = nn.Linear(c_s, c_p), nn.Linear(c_s, c_p)
         self.single_left = Linear(c_s, rank * c_p, bias=False, fan="openfold")
         self.single_right = Linear(c_s, rank * c_p, bias=False, fan="openfold")
-        self.relpos = FactorizedRelPos(c_p, None if exact else rank, preset, pos_emb_max_len, relpos_freqs, c_pos, relpos_k)
+        self.relpos = FactorizedRelPos(c_p, None if exact else rank, preset, pos_emb_max_len, relpos_freqs,
+                                       c_pos, relpos_k)
         self.template = FactorizedTemplate(c_p, template_rank if exact else rank, preset, template, chunk_size)
         self.rank_total = 2 * self.outer_sum + rank + self.relpos.rank + self.template.rank if exact else rank
         self.refine = nn.ModuleList([FactorizedPairRefinementLayer(c_p, self.rank_total, n_head, c_head, rank_chunk)
                                      for _ in range(n_refine_layers)])
 
-    def parts(self, s: Tensor, x: Tensor, mask: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
-        "The masked (f_left, f_right) of each part before they are combined: 'outer' (exact only), 'single', 'relpos', 'template'."
-        if s.ndim != 3 or s.shape[-1] != self.c_s: raise ValueError(f"s must be [b, l, c_s={self.c_s}], got {tuple(s.shape)}")
-        b, l, _ = s.shape
-        if tuple(x.shape) != (b, l, 3): raise ValueError(f"x must be [b, l, 3] = {(b, l, 3)}, got {tuple(x.shape)}")
-        if tuple(mask.shape) != (b, l): raise ValueError(f"mask must be [b, l] = {(b, l)}, got {tuple(mask.shape)}")
-        check_prefix_mask(mask)
-        out = {}
-        if self.outer_sum:
-            ui, uj = self.linear_s_p_i(s)[:, :, None], self.linear_s_p_j(s)[:, :, None]
-            one = torch.ones_like(ui)
-            out["outer"] = (mask_factors(torch.cat([ui, one], 2), mask), mask_factors(torch.cat([one, uj], 2), mask))
-        split = lambda t: rearrange(t, "b l (r c) -> b l r c", r=self.rank)
-        out["single"] = (mask_factors(split(self.single_left(s)), mask), mask_factors(split(self.single_right(s)), mask))
-        out["relpos"] = self.relpos(mask)
-        out["template"] = self.template(x, mask)
-        return out
+# %% ../nbs/01_factorized_pairs.ipynb #daa5fa09
+@patch
+def parts(self: FactorizedPairFeatureNet, s: Tensor, x: Tensor, mask: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
+    """The masked (f_left, f_right) of each part before they are combined:
+    'outer' (exact only), 'single', 'relpos', 'template'."""
+    if s.ndim != 3 or s.shape[-1] != self.c_s:
+        raise ValueError(f"s must be [b, l, c_s={self.c_s}], got {tuple(s.shape)}")
+    b, l, _ = s.shape
+    if tuple(x.shape) != (b, l, 3): raise ValueError(f"x must be [b, l, 3] = {(b, l, 3)}, got {tuple(x.shape)}")
+    if tuple(mask.shape) != (b, l): raise ValueError(f"mask must be [b, l] = {(b, l)}, got {tuple(mask.shape)}")
+    check_prefix_mask(mask)
+    out = {}
+    if self.outer_sum:
+        ui, uj = self.linear_s_p_i(s)[:, :, None], self.linear_s_p_j(s)[:, :, None]
+        one = torch.ones_like(ui)
+        out["outer"] = (mask_factors(torch.cat([ui, one], 2), mask), mask_factors(torch.cat([one, uj], 2), mask))
+    split = lambda t: rearrange(t, "b l (r c) -> b l r c", r=self.rank)
+    out["single"] = (mask_factors(split(self.single_left(s)), mask), mask_factors(split(self.single_right(s)), mask))
+    out["relpos"] = self.relpos(mask)
+    out["template"] = self.template(x, mask)
+    return out
 
-    def forward(self, s: Tensor, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        "s [b, l, c_s], x [b, l, 3] noisy C-alpha trace (Å), mask [b, l] → f_left, f_right [b, l, rank_total, c_p]."
-        parts = list(self.parts(s, x, mask).values())
-        if self.preset == "exact": f_left, f_right = (torch.cat([p[k] for p in parts], 2) for k in (0, 1))
-        else: f_left, f_right = (sum(p[k] for p in parts) for k in (0, 1))
-        for layer in self.refine: f_left, f_right = layer(f_left, f_right, mask)
-        return mask_factors(f_left, mask), mask_factors(f_right, mask)
+# %% ../nbs/01_factorized_pairs.ipynb #9e24c3bb
+@patch
+def forward(self: FactorizedPairFeatureNet, s: Tensor, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    "s [b, l, c_s], x [b, l, 3] noisy C-alpha trace (Å), mask [b, l] → f_left, f_right [b, l, rank_total, c_p]."
+    parts = list(self.parts(s, x, mask).values())
+    if self.preset == "exact": f_left, f_right = (torch.cat([p[k] for p in parts], 2) for k in (0, 1))
+    else: f_left, f_right = (sum(p[k] for p in parts) for k in (0, 1))
+    for layer in self.refine: f_left, f_right = layer(f_left, f_right, mask)
+    return mask_factors(f_left, mask), mask_factors(f_right, mask)
 
 # %% ../nbs/01_factorized_pairs.ipynb #abc2941c
 class AdaptiveFactorizationRank:
-    "Factorisation rank from the length (our rule): L ≤ 256 → 16, ≤ 1024 → 8, ≤ 4096 → 4, else 2; within [min_rank, max_rank]."
+    """Factorisation rank from the length (our rule): L ≤ 256 → 16, ≤ 1024 → 8, ≤ 4096 → 4, else 2;
+    within [min_rank, max_rank]."""
     table = ((256, 16), (1024, 8), (4096, 4))
 
     def __init__(self, min_rank: int = 2, max_rank: int = 32, default_rank: int = 2):

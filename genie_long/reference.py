@@ -4,21 +4,23 @@
 
 # %% auto #0
 __all__ = ['REFERENCE_SIZES', 'ReferenceConfig', 'reference_config', 'trunc_normal_init_', 'Linear', 'perturb_parameters_',
-           'sinusoidal_encoding', 'quat_to_rot', 'apply_frames', 'invert_apply_frames', 'compose_frames',
-           'SingleFeatureNet', 'PairFeatureNet', 'TriangleMultiplicativeUpdate', 'TriangleMultiplicationOutgoing',
-           'TriangleMultiplicationIncoming', 'TriangleAttention', 'TriangleAttentionStartingNode',
-           'TriangleAttentionEndingNode', 'PairTransition', 'SharedDropout', 'DropoutRowwise', 'DropoutColumnwise',
-           'PairTransformLayer', 'PairTransformNet', 'InvariantPointAttention', 'StructureMLP',
-           'StructureTransitionLayer', 'StructureTransition', 'BackboneUpdate', 'StructureLayer', 'StructureNet',
-           'check_denoiser_inputs', 'GenieDenoiser', 'saved_tensor_bytes', 'peak_rss_subprocess', 'pin_mmap_threshold']
+           'sinusoidal_encoding', 'quat_rotation_entries', 'quat_to_rot', 'apply_frames', 'invert_apply_frames',
+           'compose_frames', 'SingleFeatureNet', 'PairFeatureNet', 'TriangleMultiplicativeUpdate',
+           'TriangleMultiplicationOutgoing', 'TriangleMultiplicationIncoming', 'TriangleAttention',
+           'TriangleAttentionStartingNode', 'TriangleAttentionEndingNode', 'PairTransition', 'SharedDropout',
+           'DropoutRowwise', 'DropoutColumnwise', 'PairTransformLayer', 'PairTransformNet', 'InvariantPointAttention',
+           'StructureMLP', 'StructureTransitionLayer', 'StructureTransition', 'BackboneUpdate', 'StructureLayer',
+           'StructureNet', 'check_denoiser_inputs', 'GenieDenoiser', 'saved_tensor_bytes', 'peak_rss_subprocess',
+           'pin_mmap_threshold']
 
 # %% ../nbs/00b_reference.ipynb #5140cdde
-import math, os, re, subprocess, sys
+import math, os, re, subprocess, sys, ctypes, ctypes.util
 from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
 from einops import rearrange, einsum
+from fastcore.basics import patch
 from .protein import frenet_frames, check_prefix_mask, LOCAL_CHAIN
 
 # %% ../nbs/00b_reference.ipynb #9aab4e47
@@ -52,21 +54,24 @@ class ReferenceConfig:
     init_fan: str = "genie"             # "genie": Genie's fan-in rule (see `Linear`); "openfold": fan_in = in
 
     def __post_init__(self):
-        if self.template_type != "v1": raise ValueError(f"template_type={self.template_type!r}: only 'v1' exists in Genie 1")
-        if self.init_fan not in ("genie", "openfold"): raise ValueError(f"init_fan={self.init_fan!r}: use 'genie' or 'openfold'")
+        if self.template_type != "v1":
+            raise ValueError(f"template_type={self.template_type!r}: only 'v1' exists in Genie 1")
+        if self.init_fan not in ("genie", "openfold"):
+            raise ValueError(f"init_fan={self.init_fan!r}: use 'genie' or 'openfold'")
 
-    @classmethod
-    def genie(cls, **overrides) -> "ReferenceConfig":
-        "Genie 1 at its published sizes."
-        return cls(**overrides)
+# %% ../nbs/00b_reference.ipynb #7d9afb1c
+@patch(cls_method=True)
+def genie(cls: ReferenceConfig, **overrides) -> ReferenceConfig:
+    "Genie 1 at its published sizes."
+    return cls(**overrides)
 
-    @classmethod
-    def tiny(cls, **overrides) -> "ReferenceConfig":
-        "Small sizes for tests and the CPU demo; same architecture."
-        kw = dict(c_s=32, c_p=32, c_pos_emb=32, c_timestep_emb=32, n_pair_transform_layer=2, c_hidden_mul=32,
-                  c_hidden_tri_att=8, n_head_tri=2, pair_transition_n=2, n_structure_layer=2, c_hidden_ipa=8,
-                  n_head_ipa=4, n_qk_point=4, n_v_point=4)
-        return cls(**{**kw, **overrides})
+@patch(cls_method=True)
+def tiny(cls: ReferenceConfig, **overrides) -> ReferenceConfig:
+    "Small sizes for tests and the CPU demo; same architecture."
+    kw = dict(c_s=32, c_p=32, c_pos_emb=32, c_timestep_emb=32, n_pair_transform_layer=2, c_hidden_mul=32,
+              c_hidden_tri_att=8, n_head_tri=2, pair_transition_n=2, n_structure_layer=2, c_hidden_ipa=8,
+              n_head_ipa=4, n_qk_point=4, n_v_point=4)
+    return cls(**{**kw, **overrides})
 
 REFERENCE_SIZES = {"tiny": ReferenceConfig.tiny, "genie": ReferenceConfig.genie}
 
@@ -88,6 +93,7 @@ def trunc_normal_init_(w: Tensor, scale: float = 1.0, rule: str = "genie"):
     std = math.sqrt(scale / max(1, _fan_in(w.shape, rule))) / _TRUNCNORM_STD
     with torch.no_grad(): nn.init.trunc_normal_(w, mean=0.0, std=std, a=-2 * std, b=2 * std)
 
+# %% ../nbs/00b_reference.ipynb #f922c1d2
 class Linear(nn.Linear):
     "OpenFold's `Linear` with named initialisers (as copied into Genie's `primitives.py`)."
     def __init__(self, in_dim: int, out_dim: int, bias: bool = True, init: str = "default", fan: str = "genie"):
@@ -123,14 +129,33 @@ def sinusoidal_encoding(v: Tensor, N: int, D: int, dtype: torch.dtype = torch.fl
     return torch.where(even, torch.cos(arg), torch.sin(arg))
 
 # %% ../nbs/00b_reference.ipynb #5d884316
-def quat_to_rot(q: Tensor) -> Tensor:
-    "Unit quaternion `[..., 4]` (a, b, c, d) → rotation `[..., 3, 3]` (Genie/OpenFold `quat_to_rot`)."
-    a, b, c, d = q.unbind(-1)
-    rows = [[a*a + b*b - c*c - d*d, 2*(b*c - a*d), 2*(b*d + a*c)],
-            [2*(b*c + a*d), a*a - b*b + c*c - d*d, 2*(c*d - a*b)],
-            [2*(b*d - a*c), 2*(c*d + a*b), a*a - b*b - c*c + d*d]]
-    return torch.stack([torch.stack(r, -1) for r in rows], -2)
+def quat_rotation_entries(a, b, c, d) -> list:
+    """The nine entries of the rotation of the unit quaternion (a, b, c, d), row by row
+    (Genie/OpenFold `quat_to_rot`)."""
+    return [a*a + b*b - c*c - d*d, 2*(b*c - a*d), 2*(b*d + a*c),
+            2*(b*c + a*d), a*a - b*b + c*c - d*d, 2*(c*d - a*b),
+            2*(b*d - a*c), 2*(c*d + a*b), a*a - b*b - c*c + d*d]
 
+# %% ../nbs/00b_reference.ipynb #7c5ab55b
+def _quadratic_table(f, n: int = 4) -> Tensor:
+    """C [n·n, m] with f(q) = (q ⊗ q) C for a quadratic f: C_kk = f(e_k),
+    C_kl = C_lk = (f(e_k + e_l) - f(e_k) - f(e_l)) / 2."""
+    e, val = torch.eye(n, dtype=torch.float64), lambda q: torch.tensor(f(*q), dtype=torch.float64)
+    C = torch.zeros(n, n, len(f(*e[0])), dtype=torch.float64)
+    for k in range(n):
+        for l in range(n):
+            C[k, l] = val(e[k]) if k == l else (val(e[k] + e[l]) - val(e[k]) - val(e[l])) / 2
+    return C.flatten(0, 1)
+
+_QUAT_TABLE = _quadratic_table(quat_rotation_entries)
+
+def quat_to_rot(q: Tensor) -> Tensor:
+    """Unit quaternion `[..., 4]` → rotation `[..., 3, 3]`: `quat_rotation_entries` as one quadratic form,
+    R = (q ⊗ q) C, three kernels instead of the formula's forty-odd (a GPU pays per kernel launch)."""
+    qq = (q[..., :, None] * q[..., None, :]).flatten(-2)
+    return (qq @ _QUAT_TABLE.to(q)).unflatten(-1, (3, 3))
+
+# %% ../nbs/00b_reference.ipynb #065bb8d2
 def apply_frames(rots: Tensor, trans: Tensor, pts: Tensor) -> Tensor:
     "T p = R p + x; `rots`/`trans` broadcast against the leading dims of `pts [..., 3]`."
     return einsum(rots, pts, "... r c, ... c -> ... r") + trans
@@ -150,14 +175,16 @@ class SingleFeatureNet(nn.Module):
     makes the features independent of padding."""
     def __init__(self, c_s: int, n_timestep: int, c_pos_emb: int, c_timestep_emb: int, n_pos: int | None = None):
         super().__init__()
-        self.n_timestep, self.c_pos_emb, self.c_timestep_emb, self.n_pos = n_timestep, c_pos_emb, c_timestep_emb, n_pos
+        self.n_timestep, self.c_pos_emb, self.c_timestep_emb = n_timestep, c_pos_emb, c_timestep_emb
+        self.n_pos = n_pos
         self.linear = nn.Linear(c_pos_emb + c_timestep_emb, c_s)
         self.chain = LOCAL_CHAIN   # residue indices are global ones when a chain is split across processes (09)
 
     def forward(self, t: Tensor, mask: Tensor) -> Tensor:
         "t: [b] diffusion steps; mask: [b, l] → s: [b, l, c_s]."
         (b, l), dt = mask.shape, self.linear.weight.dtype
-        pos = sinusoidal_encoding(self.chain.positions(l, mask.device), self.n_pos or l, self.c_pos_emb, dt).expand(b, l, -1)
+        idx = self.chain.positions(l, mask.device)
+        pos = sinusoidal_encoding(idx, self.n_pos or l, self.c_pos_emb, dt).expand(b, l, -1)
         step = sinusoidal_encoding(t, self.n_timestep, self.c_timestep_emb, dt)[:, None].expand(b, l, -1)
         m = mask.to(pos.dtype)[..., None]
         return self.linear(torch.cat([pos * m, step * m], -1))
@@ -213,6 +240,7 @@ class TriangleMultiplicativeUpdate(nn.Module):
         else:             x = einsum(a, b, "b k i c, b k j c -> b i j c")
         return torch.sigmoid(self.linear_g(z)) * self.linear_z(self.layer_norm_out(x))
 
+# %% ../nbs/00b_reference.ipynb #59c8282e
 class TriangleMultiplicationOutgoing(TriangleMultiplicativeUpdate):
     "AF2 Alg. 11: x_ij = Σ_k a_ik ⊙ b_jk."
     outgoing = True
@@ -249,6 +277,7 @@ class TriangleAttention(nn.Module):
         o = m.linear_o(o)
         return o if self.starting else o.transpose(1, 2)
 
+# %% ../nbs/00b_reference.ipynb #0ab54aec
 class TriangleAttentionStartingNode(TriangleAttention):
     "AF2 Alg. 13: attention along rows, z_ij attends to z_ik."
     starting = True
@@ -269,15 +298,18 @@ class PairTransition(nn.Module):
     def forward(self, z: Tensor, p_mask: Tensor) -> Tensor:
         return self.linear_2(F.relu(self.linear_1(self.layer_norm(z)))) * p_mask[..., None]
 
+# %% ../nbs/00b_reference.ipynb #0002ac20
 class SharedDropout(nn.Module):
-    "Dropout whose mask is shared along one pair axis (OpenFold `Dropout` with a batch dim): `dim=1` rows, `dim=2` columns."
+    """Dropout whose mask is shared along one pair axis (OpenFold `Dropout` with a batch dim): `dim=1` rows,
+    `dim=2` columns."""
     def __init__(self, p: float, dim: int):
         super().__init__()
         self.p, self.dim = p, dim
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0: return x
-        shape = list(x.shape); shape[self.dim] = 1
+        shape = list(x.shape)
+        shape[self.dim] = 1
         return x * F.dropout(x.new_ones(shape), self.p, training=True)
 
 def DropoutRowwise(p: float) -> SharedDropout:
@@ -294,10 +326,11 @@ class PairTransformLayer(nn.Module):
     def __init__(self, c_p: int, include_mul_update: bool, include_tri_att: bool, c_hidden_mul: int,
                  c_hidden_tri_att: int, n_head_tri: int, tri_dropout: float, pair_transition_n: int):
         super().__init__()
-        self.tri_mul_out = TriangleMultiplicationOutgoing(c_p, c_hidden_mul) if include_mul_update else None
-        self.tri_mul_in = TriangleMultiplicationIncoming(c_p, c_hidden_mul) if include_mul_update else None
-        self.tri_att_start = TriangleAttentionStartingNode(c_p, c_hidden_tri_att, n_head_tri) if include_tri_att else None
-        self.tri_att_end = TriangleAttentionEndingNode(c_p, c_hidden_tri_att, n_head_tri) if include_tri_att else None
+        mul, att = include_mul_update, include_tri_att
+        self.tri_mul_out = TriangleMultiplicationOutgoing(c_p, c_hidden_mul) if mul else None
+        self.tri_mul_in = TriangleMultiplicationIncoming(c_p, c_hidden_mul) if mul else None
+        self.tri_att_start = TriangleAttentionStartingNode(c_p, c_hidden_tri_att, n_head_tri) if att else None
+        self.tri_att_end = TriangleAttentionEndingNode(c_p, c_hidden_tri_att, n_head_tri) if att else None
         self.pair_transition = PairTransition(c_p, pair_transition_n)
         self.dropout_row_layer = DropoutRowwise(tri_dropout)
         self.dropout_col_layer = DropoutColumnwise(tri_dropout)
@@ -312,10 +345,12 @@ class PairTransformLayer(nn.Module):
         p = p + self.pair_transition(p, p_mask)
         return p * p_mask[..., None]
 
+# %% ../nbs/00b_reference.ipynb #ee90871b
 class PairTransformNet(nn.Module):
     "Genie `PairTransformNet`: a stack of `PairTransformLayer`s."
     def __init__(self, c_p: int, n_pair_transform_layer: int, include_mul_update: bool, include_tri_att: bool,
-                 c_hidden_mul: int, c_hidden_tri_att: int, n_head_tri: int, tri_dropout: float, pair_transition_n: int):
+                 c_hidden_mul: int, c_hidden_tri_att: int, n_head_tri: int, tri_dropout: float,
+                 pair_transition_n: int):
         super().__init__()
         self.net = nn.ModuleList([PairTransformLayer(c_p, include_mul_update, include_tri_att, c_hidden_mul,
                                                      c_hidden_tri_att, n_head_tri, tri_dropout, pair_transition_n)
@@ -342,45 +377,53 @@ class InvariantPointAttention(nn.Module):
         self.head_weights = nn.Parameter(torch.full((n_head,), math.log(math.e - 1)))  # softplus⁻¹(1)
         self.linear_out = Linear(n_head * (c_z + c_hidden + 4 * n_v_point), c_s, init="final")
 
-    def project(self, s: Tensor, rots: Tensor, trans: Tensor) -> dict[str, Tensor]:
-        "Scalar q, k, v `[b, l, h, c]` and global-frame points q_pts, k_pts, v_pts `[b, l, h, p, 3]`."
-        h = self.n_head
-        q = rearrange(self.linear_q(s), "b l (h c) -> b l h c", h=h)
-        k, v = rearrange(self.linear_kv(s), "b l (h two c) -> two b l h c", h=h, two=2)
-        # Genie lays point outputs out as (xyz, head, point)
-        q_pts = rearrange(self.linear_q_points(s), "b l (d h p) -> b l h p d", d=3, h=h)
-        kv_pts = rearrange(self.linear_kv_points(s), "b l (d h p) -> b l h p d", d=3, h=h)
-        g = lambda x: apply_frames(rots[:, :, None, None], trans[:, :, None, None], x)
-        q_pts, kv_pts = g(q_pts), g(kv_pts)
-        k_pts, v_pts = kv_pts.split([self.n_qk_point, self.n_v_point], dim=-2)
-        return dict(q=q, k=k, v=v, q_pts=q_pts, k_pts=k_pts, v_pts=v_pts)
+# %% ../nbs/00b_reference.ipynb #f9573118
+@patch
+def project(self: InvariantPointAttention, s: Tensor, rots: Tensor, trans: Tensor) -> dict[str, Tensor]:
+    "Scalar q, k, v `[b, l, h, c]` and global-frame points q_pts, k_pts, v_pts `[b, l, h, p, 3]`."
+    h = self.n_head
+    q = rearrange(self.linear_q(s), "b l (h c) -> b l h c", h=h)
+    k, v = rearrange(self.linear_kv(s), "b l (h two c) -> two b l h c", h=h, two=2)
+    # Genie lays point outputs out as (xyz, head, point)
+    q_pts = rearrange(self.linear_q_points(s), "b l (d h p) -> b l h p d", d=3, h=h)
+    kv_pts = rearrange(self.linear_kv_points(s), "b l (d h p) -> b l h p d", d=3, h=h)
+    g = lambda x: apply_frames(rots[:, :, None, None], trans[:, :, None, None], x)
+    q_pts, kv_pts = g(q_pts), g(kv_pts)
+    k_pts, v_pts = kv_pts.split([self.n_qk_point, self.n_v_point], dim=-2)
+    return dict(q=q, k=k, v=v, q_pts=q_pts, k_pts=k_pts, v_pts=v_pts)
 
-    def point_weights(self) -> Tensor:
-        "γ_h = softplus(θ_h)·sqrt(1/(3·P·9/2)), shape [h]."
-        return F.softplus(self.head_weights) * math.sqrt(1.0 / (3 * (self.n_qk_point * 9.0 / 2)))
+# %% ../nbs/00b_reference.ipynb #90a8b401
+@patch
+def point_weights(self: InvariantPointAttention) -> Tensor:
+    "γ_h = softplus(θ_h)·sqrt(1/(3·P·9/2)), shape [h]."
+    return F.softplus(self.head_weights) * math.sqrt(1.0 / (3 * (self.n_qk_point * 9.0 / 2)))
 
-    def logits(self, proj: dict, z: Tensor, mask: Tensor) -> Tensor:
-        "Attention logits ℓ^h_ij `[b, h, i, j]` (AF2 Alg. 22), Genie's -1e5·(1 - m_i m_j) mask included."
-        a = einsum(proj["q"], proj["k"], "b i h c, b j h c -> b h i j") * math.sqrt(1.0 / (3 * self.c_hidden))
-        a = a + math.sqrt(1.0 / 3) * rearrange(self.linear_b(z), "b i j h -> b h i j")
-        # [b, i, j, h, p, 3]: the L² point differences Genie materialises
-        diff = proj["q_pts"][:, :, None] - proj["k_pts"][:, None, :]
-        pt = ((diff ** 2).sum(-1) * self.point_weights()[:, None]).sum(-1) * (-0.5)
-        a = a + rearrange(pt, "b i j h -> b h i j")
-        m = mask.to(a.dtype)
-        return a + (self.inf * (m[:, :, None] * m[:, None, :] - 1))[:, None]
+@patch
+def logits(self: InvariantPointAttention, proj: dict, z: Tensor, mask: Tensor) -> Tensor:
+    "Attention logits ℓ^h_ij `[b, h, i, j]` (AF2 Alg. 22), Genie's -1e5·(1 - m_i m_j) mask included."
+    a = einsum(proj["q"], proj["k"], "b i h c, b j h c -> b h i j") * math.sqrt(1.0 / (3 * self.c_hidden))
+    a = a + math.sqrt(1.0 / 3) * rearrange(self.linear_b(z), "b i j h -> b h i j")
+    # [b, i, j, h, p, 3]: the L² point differences Genie materialises
+    diff = proj["q_pts"][:, :, None] - proj["k_pts"][:, None, :]
+    pt = ((diff ** 2).sum(-1) * self.point_weights()[:, None]).sum(-1) * (-0.5)
+    a = a + rearrange(pt, "b i j h -> b h i j")
+    m = mask.to(a.dtype)
+    return a + (self.inf * (m[:, :, None] * m[:, None, :] - 1))[:, None]
 
-    def forward(self, s: Tensor, z: Tensor, rots: Tensor, trans: Tensor, mask: Tensor) -> Tensor:
-        "s: [b, l, c_s], z: [b, l, l, c_z], frames (rots [b, l, 3, 3], trans [b, l, 3]), mask [b, l] → [b, l, c_s]."
-        proj = self.project(s, rots, trans)
-        a = torch.softmax(self.logits(proj, z, mask), dim=-1)
-        o = rearrange(einsum(a, proj["v"], "b h i j, b j h c -> b i h c"), "b i h c -> b i (h c)")
-        o_pt = einsum(a, proj["v_pts"], "b h i j, b j h p d -> b i h p d")
-        o_pt = invert_apply_frames(rots[:, :, None, None], trans[:, :, None, None], o_pt)
-        o_pt_norm = rearrange(torch.sqrt((o_pt ** 2).sum(-1) + self.eps), "b i h p -> b i (h p)")
-        o_pt = rearrange(o_pt, "b i h p d -> d b i (h p)")
-        o_pair = rearrange(einsum(a, z, "b h i j, b i j c -> b i h c"), "b i h c -> b i (h c)")
-        return self.linear_out(torch.cat([o, *o_pt, o_pt_norm, o_pair], dim=-1))
+# %% ../nbs/00b_reference.ipynb #b5f43f84
+@patch
+def forward(self: InvariantPointAttention, s: Tensor, z: Tensor, rots: Tensor, trans: Tensor,
+            mask: Tensor) -> Tensor:
+    "s: [b, l, c_s], z: [b, l, l, c_z], frames (rots [b, l, 3, 3], trans [b, l, 3]), mask [b, l] → [b, l, c_s]."
+    proj = self.project(s, rots, trans)
+    a = torch.softmax(self.logits(proj, z, mask), dim=-1)
+    o = rearrange(einsum(a, proj["v"], "b h i j, b j h c -> b i h c"), "b i h c -> b i (h c)")
+    o_pt = einsum(a, proj["v_pts"], "b h i j, b j h p d -> b i h p d")
+    o_pt = invert_apply_frames(rots[:, :, None, None], trans[:, :, None, None], o_pt)
+    o_pt_norm = rearrange(torch.sqrt((o_pt ** 2).sum(-1) + self.eps), "b i h p -> b i (h p)")
+    o_pt = rearrange(o_pt, "b i h p d -> d b i (h p)")
+    o_pair = rearrange(einsum(a, z, "b h i j, b i j c -> b i h c"), "b i h c -> b i (h c)")
+    return self.linear_out(torch.cat([o, *o_pt, o_pt_norm, o_pair], dim=-1))
 
 # %% ../nbs/00b_reference.ipynb #43680443
 class StructureMLP(nn.Module):
@@ -398,6 +441,7 @@ class StructureTransitionLayer(StructureMLP):
     "One residual 3-layer ReLU MLP of the structure transition (Genie's parameter names)."
     def forward(self, s: Tensor) -> Tensor: return s + super().forward(s)
 
+# %% ../nbs/00b_reference.ipynb #6dbf1654
 class StructureTransition(nn.Module):
     "AF2 Alg. 20 transition (Genie `StructureTransition`): residual MLPs, then dropout and LayerNorm."
     def __init__(self, c: int, num_layers: int, dropout_rate: float):
@@ -410,6 +454,7 @@ class StructureTransition(nn.Module):
         for layer in self.layers: s = layer(s)
         return self.layer_norm(self.dropout(s))
 
+# %% ../nbs/00b_reference.ipynb #62ccc5c9
 class BackboneUpdate(nn.Module):
     "AF2 Alg. 23 (Genie `BackboneUpdate`): s → (ΔR from the quaternion (1, b, c, d)/norm, Δx)."
     def __init__(self, c_s: int):
@@ -419,7 +464,8 @@ class BackboneUpdate(nn.Module):
     def forward(self, s: Tensor) -> tuple[Tensor, Tensor]:
         params = self.linear(s)
         bcd, d_trans = params[..., :3], params[..., 3:]
-        q = torch.cat([torch.ones_like(bcd[..., :1]), bcd], -1) / torch.sqrt(1 + (bcd ** 2).sum(-1, keepdim=True))
+        q = torch.cat([torch.ones_like(bcd[..., :1]), bcd], -1)
+        q = q / torch.sqrt(1 + (bcd ** 2).sum(-1, keepdim=True))
         return quat_to_rot(q), d_trans
 
 # %% ../nbs/00b_reference.ipynb #bf6e688b
@@ -441,6 +487,7 @@ class StructureLayer(nn.Module):
         rots, trans = compose_frames(rots, trans, *self.bb_update(s))
         return s, rots, trans
 
+# %% ../nbs/00b_reference.ipynb #cdf1dda5
 class StructureNet(nn.Module):
     "Genie `StructureNet`: `n_structure_layer` structure layers, run `n_structure_block` times with shared weights."
     def __init__(self, c_s: int, c_p: int, n_structure_layer: int, n_structure_block: int, c_hidden_ipa: int,
@@ -448,9 +495,9 @@ class StructureNet(nn.Module):
                  n_structure_transition_layer: int, structure_transition_dropout: float):
         super().__init__()
         self.n_structure_block = n_structure_block
-        self.net = nn.ModuleList([StructureLayer(c_s, c_p, c_hidden_ipa, n_head_ipa, n_qk_point, n_v_point, ipa_dropout,
-                                                 n_structure_transition_layer, structure_transition_dropout)
-                                  for _ in range(n_structure_layer)])
+        args = (c_s, c_p, c_hidden_ipa, n_head_ipa, n_qk_point, n_v_point, ipa_dropout, n_structure_transition_layer,
+                structure_transition_dropout)
+        self.net = nn.ModuleList([StructureLayer(*args) for _ in range(n_structure_layer)])
 
     def forward(self, s: Tensor, p: Tensor, rots: Tensor, trans: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         "Frames in, frames out: → (rots, trans)."
@@ -469,6 +516,7 @@ def check_denoiser_inputs(x_t: Tensor, t: Tensor, mask: Tensor, n_timestep: int)
         raise ValueError(f"t must lie in 0..{n_timestep - 1}, got range {t.min().item()}..{t.max().item()}")
     check_prefix_mask(mask)
 
+# %% ../nbs/00b_reference.ipynb #8905657e
 class GenieDenoiser(nn.Module):
     "Genie 1 `Denoiser`: SingleFeatureNet → PairFeatureNet → PairTransformNet → StructureNet; ε̂ = x_t − T_out.trans."
     def __init__(self, config: ReferenceConfig | None = None):
@@ -476,36 +524,45 @@ class GenieDenoiser(nn.Module):
         self.config = c = config or ReferenceConfig()
         self.single_feature_net = SingleFeatureNet(c.c_s, c.n_timestep, c.c_pos_emb, c.c_timestep_emb)
         self.pair_feature_net = PairFeatureNet(c.c_s, c.c_p, c.relpos_k, c.template_type)
-        self.pair_transform_net = PairTransformNet(
-            c.c_p, c.n_pair_transform_layer, c.include_mul_update, c.include_tri_att, c.c_hidden_mul,
-            c.c_hidden_tri_att, c.n_head_tri, c.tri_dropout, c.pair_transition_n) if c.n_pair_transform_layer > 0 else None
+        n_pair = c.n_pair_transform_layer
+        self.pair_transform_net = None if n_pair <= 0 else PairTransformNet(
+            c.c_p, n_pair, c.include_mul_update, c.include_tri_att, c.c_hidden_mul, c.c_hidden_tri_att, c.n_head_tri,
+            c.tri_dropout, c.pair_transition_n)
         self.structure_net = StructureNet(
             c.c_s, c.c_p, c.n_structure_layer, c.n_structure_block, c.c_hidden_ipa, c.n_head_ipa, c.n_qk_point,
             c.n_v_point, c.ipa_dropout, c.n_structure_transition_layer, c.structure_transition_dropout)
         if c.init_fan != "genie":
             for m in self.modules():
-                if isinstance(m, Linear): m.fan = c.init_fan; m.reset_parameters()
+                if isinstance(m, Linear):
+                    m.fan = c.init_fan
+                    m.reset_parameters()
 
-    def features(self, trans: Tensor, t: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        "Single and pair representations after the pair transform: s [b, l, c_s], p [b, l, l, c_p]."
-        mask = mask.to(trans.dtype)
-        p_mask = mask[:, :, None] * mask[:, None, :]
-        s = self.single_feature_net(t, mask)
-        p = self.pair_feature_net(s, trans, p_mask)
-        if self.pair_transform_net is not None: p = self.pair_transform_net(p, p_mask)
-        return s, p
+# %% ../nbs/00b_reference.ipynb #28cbd909
+@patch
+def features(self: GenieDenoiser, trans: Tensor, t: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    "Single and pair representations after the pair transform: s [b, l, c_s], p [b, l, l, c_p]."
+    mask = mask.to(trans.dtype)
+    p_mask = mask[:, :, None] * mask[:, None, :]
+    s = self.single_feature_net(t, mask)
+    p = self.pair_feature_net(s, trans, p_mask)
+    if self.pair_transform_net is not None: p = self.pair_transform_net(p, p_mask)
+    return s, p
 
-    def forward_frames(self, rots: Tensor, trans: Tensor, t: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        "Genie's `Denoiser.forward`: frames (rots [b, l, 3, 3], trans [b, l, 3]) in, updated frames out."
-        s, p = self.features(trans, t, mask)
-        return self.structure_net(s, p, rots, trans, mask.to(trans.dtype))
+@patch
+def forward_frames(self: GenieDenoiser, rots: Tensor, trans: Tensor, t: Tensor,
+                   mask: Tensor) -> tuple[Tensor, Tensor]:
+    "Genie's `Denoiser.forward`: frames (rots [b, l, 3, 3], trans [b, l, 3]) in, updated frames out."
+    s, p = self.features(trans, t, mask)
+    return self.structure_net(s, p, rots, trans, mask.to(trans.dtype))
 
-    def forward(self, x_t: Tensor, t: Tensor, mask: Tensor) -> Tensor:
-        "x_t [b, l, 3], t [b] step index, mask [b, l] prefix mask → ε̂ [b, l, 3] (zero on padding)."
-        check_denoiser_inputs(x_t, t, mask, self.config.n_timestep)
-        mask = mask.to(x_t.dtype)
-        _, trans_out = self.forward_frames(frenet_frames(x_t, mask), x_t, t, mask)
-        return (x_t - trans_out) * mask[..., None]
+# %% ../nbs/00b_reference.ipynb #360e6636
+@patch
+def forward(self: GenieDenoiser, x_t: Tensor, t: Tensor, mask: Tensor) -> Tensor:
+    "x_t [b, l, 3], t [b] step index, mask [b, l] prefix mask → ε̂ [b, l, 3] (zero on padding)."
+    check_denoiser_inputs(x_t, t, mask, self.config.n_timestep)
+    mask = mask.to(x_t.dtype)
+    _, trans_out = self.forward_frames(frenet_frames(x_t, mask), x_t, t, mask)
+    return (x_t - trans_out) * mask[..., None]
 
 # %% ../nbs/00b_reference.ipynb #de8d81d1
 def saved_tensor_bytes(fn, *args, **kwargs) -> tuple[object, int]:
@@ -515,22 +572,27 @@ def saved_tensor_bytes(fn, *args, **kwargs) -> tuple[object, int]:
         nonlocal total
         key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
         if key not in seen:
-            seen.add(key); total += t.numel() * t.element_size()
+            seen.add(key)
+            total += t.numel() * t.element_size()
         return t
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         result = fn(*args, **kwargs)
     return result, total
 
+# %% ../nbs/00b_reference.ipynb #a718a369
 _RSS_TAG = "__GENIE_LONG_PEAK_RSS__="
 
 def peak_rss_subprocess(code: str, timeout: float = 600, return_stdout: bool = False) -> int | tuple[int, str]:
     "Run `code` in a fresh Python process; return its peak RSS in bytes (and its stdout if `return_stdout`)."
-    epilogue = (f"\nimport resource as _r, sys as _s\n_s.stdout.flush()\n"
-                f"try: _p = int([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]) * 1024\n"
-                f"except Exception: _p = _r.getrusage(_r.RUSAGE_SELF).ru_maxrss * (1 if _s.platform == 'darwin' else 1024)\n"
+    epilogue = ("\nimport resource as _r, sys as _s\n_s.stdout.flush()\n"
+                "try: _p = int([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])"
+                " * 1024\n"
+                "except Exception: _p = _r.getrusage(_r.RUSAGE_SELF).ru_maxrss"
+                " * (1 if _s.platform == 'darwin' else 1024)\n"
                 f"print('\\n{_RSS_TAG}%d' % _p)\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    res = subprocess.run([sys.executable, "-c", code + epilogue], capture_output=True, text=True, timeout=timeout, env=env)
+    res = subprocess.run([sys.executable, "-c", code + epilogue], capture_output=True, text=True, timeout=timeout,
+                         env=env)
     if res.returncode != 0:
         raise RuntimeError(f"peak_rss_subprocess: child exited with {res.returncode}:\n{res.stderr[-2000:]}")
     found = re.search(_RSS_TAG + r"(\d+)", res.stdout)
@@ -542,7 +604,6 @@ def peak_rss_subprocess(code: str, timeout: float = 600, return_stdout: bool = F
 # %% ../nbs/00b_reference.ipynb #87349728
 def pin_mmap_threshold(nbytes: int = 128 * 1024) -> bool:
     "Pin glibc's mmap threshold (disabling its dynamic growth) so freed tensors leave RSS; False where not glibc."
-    import ctypes, ctypes.util
     try: libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     except OSError: return False
     mallopt = getattr(libc, "mallopt", None)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 from torch.utils.checkpoint import checkpoint
 from einops import rearrange, repeat, einsum
+from fastcore.basics import patch
 from .protein import check_prefix_mask, centre_coords, LOCAL_CHAIN
 from .reference import (Linear, InvariantPointAttention, StructureTransition, StructureMLP, BackboneUpdate,
                                   invert_apply_frames, compose_frames)
@@ -25,7 +26,8 @@ def at_least_fp32(dtype: torch.dtype) -> torch.dtype:
 
 @contextlib.contextmanager
 def fp32_island(device):
-    "Autocast off (and TF32 matmuls off on CUDA) inside the block: the IPA attention and frame algebra run in ≥ fp32."
+    """Autocast off (and TF32 matmuls off on CUDA) inside the block: the IPA attention and frame algebra run in
+    ≥ fp32."""
     kind = torch.device(device).type
     if kind == "cuda": tf32, torch.backends.cuda.matmul.allow_tf32 = torch.backends.cuda.matmul.allow_tf32, False
     try:
@@ -33,6 +35,7 @@ def fp32_island(device):
     finally:
         if kind == "cuda": torch.backends.cuda.matmul.allow_tf32 = tf32
 
+# %% ../nbs/04_structure.ipynb #5c8dc0dc
 def fourier_frequencies(n_freq: int = 16, max_len: int = 4096) -> Tensor:
     "ω_f = 2π/λ_f, λ_f = 3 (λ_max/3)^(f/(F-1)), λ_max = 2·max_len (as in `FactorizedRelPos`); fp64 `[n_freq]`."
     if n_freq < 2: raise ValueError(f"n_freq must be ≥ 2, got {n_freq}")
@@ -40,6 +43,10 @@ def fourier_frequencies(n_freq: int = 16, max_len: int = 4096) -> Tensor:
     return 2 * math.pi / (3.0 * (2.0 * max_len / 3.0) ** (f / (n_freq - 1)))
 
 def _pad8(d: int) -> int: return -(-d // 8) * 8
+
+def _pair_from_factors(z_left: Tensor, z_right: Tensor) -> Tensor:
+    "z'_ij = Σ_r z_left[i, r] ⊙ z_right[j, r] `[b, l, l, c]`: the dense path only (O(L²))."
+    return einsum(z_left, z_right, "b i r c, b j r c -> b i j c")
 
 # %% ../nbs/04_structure.ipynb #e30c12a5
 class FlashIPA(InvariantPointAttention):
@@ -51,7 +58,8 @@ class FlashIPA(InvariantPointAttention):
                  chunk_size: int | None = None, inf: float = 1e5, eps: float = 1e-8):
         super().__init__(c_s, c_z, c_hidden, n_head, n_qk_point, n_v_point, inf=inf, eps=eps)
         if relpos not in (None, "fourier"): raise ValueError(f"relpos={relpos!r}: use None or 'fourier'")
-        if chunk_size is not None and chunk_size < 1: raise ValueError(f"chunk_size must be ≥ 1 or None, got {chunk_size}")
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError(f"chunk_size must be ≥ 1 or None, got {chunk_size}")
         self.relpos, self.n_freq, self.relpos_max_len, self.chunk_size = relpos, n_freq, relpos_max_len, chunk_size
         self.chain = LOCAL_CHAIN   # keys from all residues, global indices and centroid when the chain is split (09)
         if relpos == "fourier":
@@ -63,91 +71,114 @@ class FlashIPA(InvariantPointAttention):
         "Fourier frequencies ω_f (fp64, on the parameters' device)."
         return fourier_frequencies(self.n_freq, self.relpos_max_len).to(self.linear_q.weight.device)
 
-    def widths(self, rank: int) -> dict:
-        "Unpadded widths d_qk (q̃, k̃) and d_v (ṽ), and the common padded width d, for a pair of rank `rank`."
-        c, rc = self.c_hidden, rank * self.c_z
-        d_qk = c + 3 * self.n_qk_point + 1 + rc + (2 * self.n_freq if self.relpos else 0)
-        d_v = c + 3 * self.n_v_point + rc
-        return dict(d_qk=d_qk, d_v=d_v, d=_pad8(max(d_qk, d_v)))
+# %% ../nbs/04_structure.ipynb #527a0429
+@patch
+def widths(self: FlashIPA, rank: int) -> dict:
+    "Unpadded widths d_qk (q̃, k̃) and d_v (ṽ), and the common padded width d, for a pair of rank `rank`."
+    c, rc = self.c_hidden, rank * self.c_z
+    d_qk = c + 3 * self.n_qk_point + 1 + rc + (2 * self.n_freq if self.relpos else 0)
+    d_v = c + 3 * self.n_v_point + rc
+    return dict(d_qk=d_qk, d_v=d_v, d=_pad8(max(d_qk, d_v)))
 
-    def relpos_bias(self, l: int, dtype=torch.float32, device=None) -> Tensor:
-        "Dense Fourier bias Σ_f α_hf cos ω_f(i-j) + β_hf sin ω_f(i-j), `[h, i, j]` (dense path and tests; O(L²))."
-        r = torch.arange(l, dtype=torch.float64, device=device)
-        ang = (r[:, None] - r[None, :])[..., None] * self.omega.to(r.device)          # [i, j, f]
-        return (einsum(torch.cos(ang).to(dtype), self.relpos_alpha.to(dtype), "i j f, h f -> h i j")
-                + einsum(torch.sin(ang).to(dtype), self.relpos_beta.to(dtype), "i j f, h f -> h i j"))
+# %% ../nbs/04_structure.ipynb #14b398c6
+@patch
+def relpos_bias(self: FlashIPA, l: int, dtype=torch.float32, device=None) -> Tensor:
+    "Dense Fourier bias Σ_f α_hf cos ω_f(i-j) + β_hf sin ω_f(i-j), `[h, i, j]` (dense path and tests; O(L²))."
+    r = torch.arange(l, dtype=torch.float64, device=device)
+    ang = (r[:, None] - r[None, :])[..., None] * self.omega.to(r.device)          # [i, j, f]
+    return (einsum(torch.cos(ang).to(dtype), self.relpos_alpha.to(dtype), "i j f, h f -> h i j")
+            + einsum(torch.sin(ang).to(dtype), self.relpos_beta.to(dtype), "i j f, h f -> h i j"))
 
-    def logits(self, proj: dict, z: Tensor, mask: Tensor) -> Tensor:
-        "Dense logits `[b, h, i, j]` of the reference, plus the Fourier relative-position bias when it is on."
-        a = super().logits(proj, z, mask)
-        return a if self.relpos is None else a + self.relpos_bias(a.shape[-1], a.dtype, a.device)
+@patch
+def logits(self: FlashIPA, proj: dict, z: Tensor, mask: Tensor) -> Tensor:
+    "Dense logits `[b, h, i, j]` of the reference, plus the Fourier relative-position bias when it is on."
+    a = super(FlashIPA, self).logits(proj, z, mask)
+    return a if self.relpos is None else a + self.relpos_bias(a.shape[-1], a.dtype, a.device)
 
-    def dense_forward(self, s: Tensor, z: Tensor, rots: Tensor, trans: Tensor, mask: Tensor) -> Tensor:
-        "Dense IPA on a materialised pair z `[b, l, l, c_z]` with these weights (O(L²); small L and tests)."
-        return InvariantPointAttention.forward(self, s, z, rots, trans, mask)
+@patch
+def dense_forward(self: FlashIPA, s: Tensor, z: Tensor, rots: Tensor, trans: Tensor, mask: Tensor) -> Tensor:
+    "Dense IPA on a materialised pair z `[b, l, l, c_z]` with these weights (O(L²); small L and tests)."
+    return InvariantPointAttention.forward(self, s, z, rots, trans, mask)
 
-    def augment(self, proj: dict, z_left: Tensor, z_right: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        "Augmented q̃, k̃, ṽ `[b, h, l, d]` from `proj` (scalar, point, key-norm, pair, relpos blocks); d ≡ 0 mod 8."
-        h, c, dt = self.n_head, self.c_hidden, z_left.dtype
-        b, l = z_left.shape[:2]
-        gam = self.point_weights().to(dt)                                            # γ_h
-        w, beta = self.linear_b.weight.to(dt), self.linear_b.bias.to(dt)             # w_h [h, c'], β_h [h]
-        kp = proj["k_pts"]                                                           # [b, l, h, p, 3], global frame
-        q_pair = math.sqrt(1 / 3) * einsum(z_left, w, "b l r c, h c -> b l h r c")
-        k_pair = repeat(z_right, "b l r c -> b l h (r c)", h=h)
-        key_norm = -0.5 * gam * (kp ** 2).sum((-1, -2)) + math.sqrt(1 / 3) * beta   # [b, l, h]
-        qs = [proj["q"], rearrange(proj["q_pts"], "b l h p d -> b l h (p d)"), torch.ones_like(key_norm)[..., None],
-              rearrange(q_pair, "b l h r c -> b l h (r c)")]
-        ks = [proj["k"] * math.sqrt(1 / (3 * c)), gam[:, None] * rearrange(kp, "b l h p d -> b l h (p d)"),
-              key_norm[..., None], k_pair]
-        vs = [proj["v"], rearrange(proj["v_pts"], "b l h p d -> b l h (p d)"), k_pair]
-        if self.relpos == "fourier":
-            ang = self.chain.positions(l, z_left.device).to(torch.float64)[:, None] * self.omega.to(z_left.device)
-            cos, sin = torch.cos(ang).to(dt), torch.sin(ang).to(dt)                  # [l, f]
-            al, be = self.relpos_alpha.to(dt), self.relpos_beta.to(dt)
-            q_rel = torch.cat([einsum(cos, al, "l f, h f -> l h f") + einsum(sin, be, "l f, h f -> l h f"),
-                               einsum(sin, al, "l f, h f -> l h f") - einsum(cos, be, "l f, h f -> l h f")], -1)
-            qs.append(q_rel.expand(b, l, h, 2 * self.n_freq))
-            ks.append(torch.cat([cos, sin], -1)[:, None].expand(b, l, h, 2 * self.n_freq))
-        qt, kt, vt = (torch.cat(x, -1) for x in (qs, ks, vs))
-        d = _pad8(max(qt.shape[-1], vt.shape[-1]))
-        return tuple(rearrange(F.pad(x, (0, d - x.shape[-1])), "b l h d -> b h l d") for x in (qt, kt, vt))
+# %% ../nbs/04_structure.ipynb #e1b13f67
+@patch
+def _relpos_qk(self: FlashIPA, b: int, l: int, dt: torch.dtype, device) -> tuple[Tensor, Tensor]:
+    "The Fourier blocks ρ of q̃ and κ of k̃, `[b, l, h, 2F]` each."
+    h = self.n_head
+    ang = self.chain.positions(l, device).to(torch.float64)[:, None] * self.omega.to(device)
+    cos, sin = torch.cos(ang).to(dt), torch.sin(ang).to(dt)                      # [l, f]
+    al, be = self.relpos_alpha.to(dt), self.relpos_beta.to(dt)
+    q_rel = torch.cat([einsum(cos, al, "l f, h f -> l h f") + einsum(sin, be, "l f, h f -> l h f"),
+                       einsum(sin, al, "l f, h f -> l h f") - einsum(cos, be, "l f, h f -> l h f")], -1)
+    q_rel = q_rel.expand(b, l, h, 2 * self.n_freq)
+    return q_rel, torch.cat([cos, sin], -1)[:, None].expand(b, l, h, 2 * self.n_freq)
 
-    def attend(self, qt: Tensor, kt: Tensor, vt: Tensor, mask: Tensor) -> Tensor:
-        """õ = SDPA(q̃, k̃, ṽ, scale=1) with a boolean key mask, or none when nothing is padded (so that the flash and
-        cuDNN kernels, which take no mask, can run; a compiled graph keeps the mask rather than read it); query chunks
-        (if `chunk_size`) are recomputed in backward."""
-        kt, vt = self.chain.full(kt, 2), self.chain.full(vt, 2)          # local queries, keys of every residue
-        keep = self.chain.full(mask).bool()
-        keep = None if not torch.compiler.is_compiling() and bool(keep.all()) else keep[:, None, None, :]
-        fn = lambda q: F.scaled_dot_product_attention(q, kt, vt, attn_mask=keep, scale=1.0)
-        l, S = qt.shape[2], self.chunk_size
-        if S is None or S >= l: return fn(qt)
-        grad = torch.is_grad_enabled()
-        return torch.cat([checkpoint(fn, qt[:, :, i:i + S], use_reentrant=False) if grad else fn(qt[:, :, i:i + S])
-                          for i in range(0, l, S)], dim=2)
+# %% ../nbs/04_structure.ipynb #39e1a95a
+@patch
+def augment(self: FlashIPA, proj: dict, z_left: Tensor, z_right: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    "Augmented q̃, k̃, ṽ `[b, h, l, d]` from `proj` (scalar, point, key-norm, pair, relpos blocks); d ≡ 0 mod 8."
+    h, c, dt = self.n_head, self.c_hidden, z_left.dtype
+    b, l = z_left.shape[:2]
+    gam = self.point_weights().to(dt)                                            # γ_h
+    w, beta = self.linear_b.weight.to(dt), self.linear_b.bias.to(dt)             # w_h [h, c'], β_h [h]
+    kp = proj["k_pts"]                                                           # [b, l, h, p, 3], global frame
+    q_pair = math.sqrt(1 / 3) * einsum(z_left, w, "b l r c, h c -> b l h r c")
+    k_pair = repeat(z_right, "b l r c -> b l h (r c)", h=h)
+    key_norm = -0.5 * gam * (kp ** 2).sum((-1, -2)) + math.sqrt(1 / 3) * beta   # [b, l, h]
+    qs = [proj["q"], rearrange(proj["q_pts"], "b l h p d -> b l h (p d)"), torch.ones_like(key_norm)[..., None],
+          rearrange(q_pair, "b l h r c -> b l h (r c)")]
+    ks = [proj["k"] * math.sqrt(1 / (3 * c)), gam[:, None] * rearrange(kp, "b l h p d -> b l h (p d)"),
+          key_norm[..., None], k_pair]
+    vs = [proj["v"], rearrange(proj["v_pts"], "b l h p d -> b l h (p d)"), k_pair]
+    if self.relpos == "fourier":
+        q_rel, k_rel = self._relpos_qk(b, l, dt, z_left.device)
+        qs.append(q_rel)
+        ks.append(k_rel)
+    qt, kt, vt = (torch.cat(x, -1) for x in (qs, ks, vs))
+    d = _pad8(max(qt.shape[-1], vt.shape[-1]))
+    return tuple(rearrange(F.pad(x, (0, d - x.shape[-1])), "b l h d -> b h l d") for x in (qt, kt, vt))
 
-    def forward(self, s: Tensor, z_left: Tensor, z_right: Tensor, rots: Tensor, trans: Tensor, mask: Tensor) -> Tensor:
-        """s [b, l, c_s]; IPA pair factors z_left, z_right [b, l, r, c_z] (z' = Σ_r z_left ⊙ z_right); frames
-        rots [b, l, 3, 3], trans [b, l, 3]; prefix mask [b, l] → [b, l, c_s]. No L×L tensor is formed."""
-        b, l, _ = s.shape
-        if z_left.shape != z_right.shape or tuple(z_left.shape[:2]) != (b, l) or z_left.shape[-1] != self.c_z:
-            raise ValueError(f"z_left and z_right must both be [b, l, r, c_z] = [{b}, {l}, r, {self.c_z}], "
-                             f"got {tuple(z_left.shape)} and {tuple(z_right.shape)}")
-        dt, c, pv, rc = at_least_fp32(s.dtype), self.c_hidden, self.n_v_point, z_left.shape[-2] * self.c_z
-        with fp32_island(s.device):
-            s32, zl, zr, R = (t.to(dt) for t in (s, z_left, z_right, rots))
-            x = centre_coords(trans.to(dt), mask, self.chain)        # centre on the masked centroid (precision)
-            proj = self.project(s32, R, x)
-            o = self.attend(*self.augment(proj, zl, zr), mask)       # [b, h, l, d]
-            o_pt = rearrange(o[..., c:c + 3 * pv], "b h l (p d) -> b l h p d", d=3)
-            o_pt = invert_apply_frames(R[:, :, None, None], x[:, :, None, None], o_pt)
-            o_pair = rearrange(o[..., c + 3 * pv:c + 3 * pv + rc], "b h l (r c) -> b l h r c", c=self.c_z)
-            o_pair = einsum(zl, o_pair, "b l r c, b l h r c -> b l h c")
-            feats = torch.cat([rearrange(o[..., :c], "b h l c -> b l (h c)"), *rearrange(o_pt, "b l h p d -> d b l (h p)"),
-                               rearrange(torch.sqrt((o_pt ** 2).sum(-1) + self.eps), "b l h p -> b l (h p)"),
-                               rearrange(o_pair, "b l h c -> b l (h c)")], -1)
-        return self.linear_out(feats.to(s.dtype))
+# %% ../nbs/04_structure.ipynb #97f804dd
+@patch
+def attend(self: FlashIPA, qt: Tensor, kt: Tensor, vt: Tensor, mask: Tensor) -> Tensor:
+    """õ = SDPA(q̃, k̃, ṽ, scale=1) with a boolean key mask, or none when nothing is padded (so that the flash and
+    cuDNN kernels, which take no mask, can run; a compiled graph keeps the mask rather than read it); query chunks
+    (if `chunk_size`) are recomputed in backward."""
+    kt, vt = self.chain.full(kt, 2), self.chain.full(vt, 2)          # local queries, keys of every residue
+    keep = self.chain.full(mask).bool()
+    keep = None if not torch.compiler.is_compiling() and bool(keep.all()) else keep[:, None, None, :]
+    fn = lambda q: F.scaled_dot_product_attention(q, kt, vt, attn_mask=keep, scale=1.0)
+    l, S = qt.shape[2], self.chunk_size
+    if S is None or S >= l: return fn(qt)
+    grad = torch.is_grad_enabled()
+    return torch.cat([checkpoint(fn, qt[:, :, i:i + S], use_reentrant=False) if grad else fn(qt[:, :, i:i + S])
+                      for i in range(0, l, S)], dim=2)
+
+# %% ../nbs/04_structure.ipynb #6ce1592e
+@patch
+def forward(self: FlashIPA, s: Tensor, z_left: Tensor, z_right: Tensor, rots: Tensor, trans: Tensor,
+            mask: Tensor) -> Tensor:
+    """s [b, l, c_s]; IPA pair factors z_left, z_right [b, l, r, c_z] (z' = Σ_r z_left ⊙ z_right); frames
+    rots [b, l, 3, 3], trans [b, l, 3]; prefix mask [b, l] → [b, l, c_s]. No L×L tensor is formed."""
+    b, l, _ = s.shape
+    if z_left.shape != z_right.shape or tuple(z_left.shape[:2]) != (b, l) or z_left.shape[-1] != self.c_z:
+        raise ValueError(f"z_left and z_right must both be [b, l, r, c_z] = [{b}, {l}, r, {self.c_z}], "
+                         f"got {tuple(z_left.shape)} and {tuple(z_right.shape)}")
+    dt, c, pv, rc = at_least_fp32(s.dtype), self.c_hidden, self.n_v_point, z_left.shape[-2] * self.c_z
+    with fp32_island(s.device):
+        s32, zl, zr, R = (t.to(dt) for t in (s, z_left, z_right, rots))
+        x = centre_coords(trans.to(dt), mask, self.chain)        # centre on the masked centroid (precision)
+        proj = self.project(s32, R, x)
+        o = self.attend(*self.augment(proj, zl, zr), mask)       # [b, h, l, d]
+        o_pt = rearrange(o[..., c:c + 3 * pv], "b h l (p d) -> b l h p d", d=3)
+        o_pt = invert_apply_frames(R[:, :, None, None], x[:, :, None, None], o_pt)
+        o_pair = rearrange(o[..., c + 3 * pv:c + 3 * pv + rc], "b h l (r c) -> b l h r c", c=self.c_z)
+        o_pair = einsum(zl, o_pair, "b l r c, b l h r c -> b l h c")
+        feats = torch.cat([rearrange(o[..., :c], "b h l c -> b l (h c)"),
+                           *rearrange(o_pt, "b l h p d -> d b l (h p)"),
+                           rearrange(torch.sqrt((o_pt ** 2).sum(-1) + self.eps), "b l h p -> b l (h p)"),
+                           rearrange(o_pair, "b l h c -> b l (h c)")], -1)
+    return self.linear_out(feats.to(s.dtype))
 
 # %% ../nbs/04_structure.ipynb #d72b13e8
 def sinkhorn_knopp(logits: Tensor, iters: int = 20, log_domain: bool = True) -> Tensor:
@@ -161,15 +192,18 @@ def sinkhorn_knopp(logits: Tensor, iters: int = 20, log_domain: bool = True) -> 
         for _ in range(iters): m = torch.log_softmax(torch.log_softmax(m, dim=-2), dim=-1)
         return m.exp()
     p = (m - m.amax((-2, -1), keepdim=True)).exp()
-    for _ in range(iters): p = p / p.sum(-2, keepdim=True); p = p / p.sum(-1, keepdim=True)
+    for _ in range(iters):
+        p = p / p.sum(-2, keepdim=True)
+        p = p / p.sum(-1, keepdim=True)
     return p
 
 # %% ../nbs/04_structure.ipynb #c7f7a477
 class ManifoldHyperConnection(nn.Module):
     """mHC (arXiv 2512.24880): n residual streams per residue, X ← H_res X + H_postᵀ F(H_pre X), with per-residue
     maps from RMSNorm(vec X): H_pre = σ(·), H_post = 2σ(·), H_res = Sinkhorn–Knopp(·). `n_streams=1`: plain residual."""
-    def __init__(self, c: int, n_streams: int = 4, layer_index: int = 0, alpha_init: float = 0.01, beta_res: float = 4.0,
-                 pre_mass: float = 0.9, sinkhorn_iters: int = 20, log_domain: bool = True, dynamic: bool = True):
+    def __init__(self, c: int, n_streams: int = 4, layer_index: int = 0, alpha_init: float = 0.01,
+                 beta_res: float = 4.0, pre_mass: float = 0.9, sinkhorn_iters: int = 20, log_domain: bool = True,
+                 dynamic: bool = True):
         super().__init__()
         if n_streams < 1: raise ValueError(f"n_streams must be ≥ 1, got {n_streams}")
         if n_streams > 1 and not 0 < pre_mass < 1: raise ValueError(f"pre_mass must lie in (0, 1), got {pre_mass}")
@@ -178,45 +212,56 @@ class ManifoldHyperConnection(nn.Module):
         self.alpha_init, self.beta_res, self.pre_mass = alpha_init, beta_res, pre_mass
         n = n_streams
         if n == 1: return
-        self.b_pre, self.b_post, self.b_res = nn.Parameter(torch.empty(n)), nn.Parameter(torch.empty(n)), nn.Parameter(torch.empty(n, n))
+        self.b_pre, self.b_post = nn.Parameter(torch.empty(n)), nn.Parameter(torch.empty(n))
+        self.b_res = nn.Parameter(torch.empty(n, n))
         if dynamic:
             self.phi = nn.Parameter(torch.empty(n * c, 2 * n + n * n))     # [φ_pre | φ_post | φ_res]
             self.alpha_pre, self.alpha_post, self.alpha_res = (nn.Parameter(torch.empty(())) for _ in range(3))
         self.reset_parameters()
 
-    def reset_parameters(self):
-        "Init that starts as the plain residual net, in fp64, stored in the parameters' dtype (redo after `.double()`)."
-        if self.n == 1: return
-        n = self.n
-        pi = torch.full((n,), (1 - self.pre_mass) / (n - 1), dtype=torch.float64); pi[self.layer_index % n] = self.pre_mass
-        with torch.no_grad():
-            self.b_pre.copy_(torch.logit(pi)); self.b_post.zero_(); self.b_res.copy_(self.beta_res * torch.eye(n))
-            if self.dynamic:
-                self.phi.zero_()
-                for a in (self.alpha_pre, self.alpha_post, self.alpha_res): a.fill_(self.alpha_init)
+# %% ../nbs/04_structure.ipynb #d6dfcf1c
+@patch
+def reset_parameters(self: ManifoldHyperConnection):
+    "Init that starts as the plain residual net, in fp64, stored in the parameters' dtype (redo after `.double()`)."
+    if self.n == 1: return
+    n = self.n
+    pi = torch.full((n,), (1 - self.pre_mass) / (n - 1), dtype=torch.float64)
+    pi[self.layer_index % n] = self.pre_mass
+    with torch.no_grad():
+        self.b_pre.copy_(torch.logit(pi))
+        self.b_post.zero_()
+        self.b_res.copy_(self.beta_res * torch.eye(n))
+        if self.dynamic:
+            self.phi.zero_()
+            for a in (self.alpha_pre, self.alpha_post, self.alpha_res): a.fill_(self.alpha_init)
 
-    def maps(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        "H_pre `[..., n]`, H_post `[..., n]`, H_res `[..., n, n]` for streams x `[..., n, c]`, computed in ≥ fp32."
-        n, dt, lead = self.n, at_least_fp32(x.dtype), x.shape[:-2]
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            pre, post, res = self.b_pre.to(dt), self.b_post.to(dt), self.b_res.to(dt)
-            if self.dynamic:
-                xt = F.rms_norm(rearrange(x.to(dt), "... n c -> ... (n c)"), (n * self.c,), eps=1e-6)
-                d = xt @ self.phi.to(dt)
-                pre = pre + self.alpha_pre.to(dt) * d[..., :n]
-                post = post + self.alpha_post.to(dt) * d[..., n:2 * n]
-                res = res + self.alpha_res.to(dt) * rearrange(d[..., 2 * n:], "... (k m) -> ... k m", k=n)
-            pre, post, res = pre.expand(*lead, n), post.expand(*lead, n), res.expand(*lead, n, n)
-            return torch.sigmoid(pre), 2 * torch.sigmoid(post), sinkhorn_knopp(res, self.sinkhorn_iters, self.log_domain)
+# %% ../nbs/04_structure.ipynb #db27c3d3
+@patch
+def maps(self: ManifoldHyperConnection, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    "H_pre `[..., n]`, H_post `[..., n]`, H_res `[..., n, n]` for streams x `[..., n, c]`, computed in ≥ fp32."
+    n, dt, lead = self.n, at_least_fp32(x.dtype), x.shape[:-2]
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        pre, post, res = self.b_pre.to(dt), self.b_post.to(dt), self.b_res.to(dt)
+        if self.dynamic:
+            xt = F.rms_norm(rearrange(x.to(dt), "... n c -> ... (n c)"), (n * self.c,), eps=1e-6)
+            d = xt @ self.phi.to(dt)
+            pre = pre + self.alpha_pre.to(dt) * d[..., :n]
+            post = post + self.alpha_post.to(dt) * d[..., n:2 * n]
+            res = res + self.alpha_res.to(dt) * rearrange(d[..., 2 * n:], "... (k m) -> ... k m", k=n)
+        pre, post, res = pre.expand(*lead, n), post.expand(*lead, n), res.expand(*lead, n, n)
+        h_res = sinkhorn_knopp(res, self.sinkhorn_iters, self.log_domain)
+        return torch.sigmoid(pre), 2 * torch.sigmoid(post), h_res
 
-    def forward(self, x: Tensor, branch) -> Tensor:
-        "x: streams `[..., n, c]`; branch: h `[..., c]` ↦ F(h) `[..., c]` → updated streams `[..., n, c]`."
-        if tuple(x.shape[-2:]) != (self.n, self.c):
-            raise ValueError(f"x must be [..., n_streams={self.n}, c={self.c}], got {tuple(x.shape)}")
-        if self.n == 1: return x + branch(x[..., 0, :])[..., None, :]
-        h_pre, h_post, h_res = (t.to(x.dtype) for t in self.maps(x))
-        y = branch(einsum(h_pre, x, "... n, ... n c -> ... c"))
-        return einsum(h_res, x, "... k m, ... m c -> ... k c") + h_post[..., None] * y[..., None, :]
+# %% ../nbs/04_structure.ipynb #0e30c6fa
+@patch
+def forward(self: ManifoldHyperConnection, x: Tensor, branch) -> Tensor:
+    "x: streams `[..., n, c]`; branch: h `[..., c]` ↦ F(h) `[..., c]` → updated streams `[..., n, c]`."
+    if tuple(x.shape[-2:]) != (self.n, self.c):
+        raise ValueError(f"x must be [..., n_streams={self.n}, c={self.c}], got {tuple(x.shape)}")
+    if self.n == 1: return x + branch(x[..., 0, :])[..., None, :]
+    h_pre, h_post, h_res = (t.to(x.dtype) for t in self.maps(x))
+    y = branch(einsum(h_pre, x, "... n, ... n c -> ... c"))
+    return einsum(h_res, x, "... k m, ... m c -> ... k c") + h_post[..., None] * y[..., None, :]
 
 # %% ../nbs/04_structure.ipynb #df504027
 @dataclass
@@ -236,18 +281,16 @@ class MHCConfig:
                                        self.sinkhorn_iters, self.log_domain, self.dynamic)
 
 # %% ../nbs/04_structure.ipynb #b3b30972
-def _pair_from_factors(z_left: Tensor, z_right: Tensor) -> Tensor:
-    "z'_ij = Σ_r z_left[i, r] ⊙ z_right[j, r] `[b, l, l, c]`: the dense path only (O(L²))."
-    return einsum(z_left, z_right, "b i r c, b j r c -> b i j c")
-
 class FlashStructureLayer(nn.Module):
     """One structure layer on factorised pairs: Genie's post-LN layer (`use_mhc=False`) or the pre-norm
-    mHC layer (`use_mhc=True`); IPA is Flash-IPA (`ipa='flash'`) or dense IPA on the reconstructed pair (`ipa='dense'`)."""
-    def __init__(self, c_s: int = 128, c_p: int = 128, c_ipa_pair: int = 16, c_hidden_ipa: int = 16, n_head_ipa: int = 12,
-                 n_qk_point: int = 4, n_v_point: int = 8, ipa_dropout: float = 0.1, n_transition_layer: int = 1,
-                 transition_dropout: float = 0.1, use_mhc: bool = True, mhc: MHCConfig | None = None,
-                 layer_index: int = 0, ipa: str = "flash", relpos: str | None = "fourier", n_relpos_freq: int = 16,
-                 relpos_max_len: int = 4096, chunk_size: int | None = None):
+    mHC layer (`use_mhc=True`); IPA is Flash-IPA (`ipa='flash'`) or dense IPA on the reconstructed pair
+    (`ipa='dense'`)."""
+    def __init__(self, c_s: int = 128, c_p: int = 128, c_ipa_pair: int = 16, c_hidden_ipa: int = 16,
+                 n_head_ipa: int = 12, n_qk_point: int = 4, n_v_point: int = 8, ipa_dropout: float = 0.1,
+                 n_transition_layer: int = 1, transition_dropout: float = 0.1, use_mhc: bool = True,
+                 mhc: MHCConfig | None = None, layer_index: int = 0, ipa: str = "flash",
+                 relpos: str | None = "fourier", n_relpos_freq: int = 16, relpos_max_len: int = 4096,
+                 chunk_size: int | None = None):
         super().__init__()
         if ipa not in ("flash", "dense"): raise ValueError(f"ipa={ipa!r}: use 'flash' or 'dense'")
         self.use_mhc, self.ipa_impl = use_mhc, ipa
@@ -270,37 +313,48 @@ class FlashStructureLayer(nn.Module):
             self.bb_layer_norm = nn.LayerNorm(c_s)
         self.bb_update = BackboneUpdate(c_s)
 
-    def pair_factors(self, f_left: Tensor, f_right: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        "The IPA pair factors a = D_L F_L, b = D_R F_R `[b, l, r, c']`, zero on padded residues."
-        m = mask.to(f_left.dtype)[..., None, None]
-        return self.linear_pair_left(f_left) * m, self.linear_pair_right(f_right) * m
+# %% ../nbs/04_structure.ipynb #4bb3e7f5
+@patch
+def pair_factors(self: FlashStructureLayer, f_left: Tensor, f_right: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    "The IPA pair factors a = D_L F_L, b = D_R F_R `[b, l, r, c']`, zero on padded residues."
+    m = mask.to(f_left.dtype)[..., None, None]
+    return self.linear_pair_left(f_left) * m, self.linear_pair_right(f_right) * m
 
-    def run_ipa(self, s: Tensor, z_left: Tensor, z_right: Tensor, rots: Tensor, trans: Tensor, mask: Tensor) -> Tensor:
-        "IPA update of s: Flash-IPA on the factors, or dense IPA on the reconstructed pair."
-        if self.ipa_impl == "flash": return self.ipa(s, z_left, z_right, rots, trans, mask)
-        return self.ipa.dense_forward(s, _pair_from_factors(z_left, z_right), rots, trans, mask)
+@patch
+def run_ipa(self: FlashStructureLayer, s: Tensor, z_left: Tensor, z_right: Tensor, rots: Tensor, trans: Tensor,
+            mask: Tensor) -> Tensor:
+    "IPA update of s: Flash-IPA on the factors, or dense IPA on the reconstructed pair."
+    if self.ipa_impl == "flash": return self.ipa(s, z_left, z_right, rots, trans, mask)
+    return self.ipa.dense_forward(s, _pair_from_factors(z_left, z_right), rots, trans, mask)
 
-    def update_frames(self, s: Tensor, rots: Tensor, trans: Tensor) -> tuple[Tensor, Tensor]:
-        "T ← T ∘ BackboneUpdate(s): quaternion, rotation and composition in ≥ fp32 (autocast off)."
-        dt = at_least_fp32(s.dtype)
-        with fp32_island(s.device):
-            return compose_frames(rots.to(dt), trans.to(dt), *self.bb_update(s.to(dt)))
+# %% ../nbs/04_structure.ipynb #83d2066f
+@patch
+def update_frames(self: FlashStructureLayer, s: Tensor, rots: Tensor, trans: Tensor) -> tuple[Tensor, Tensor]:
+    "T ← T ∘ BackboneUpdate(s): quaternion, rotation and composition in ≥ fp32 (autocast off)."
+    dt = at_least_fp32(s.dtype)
+    with fp32_island(s.device):
+        return compose_frames(rots.to(dt), trans.to(dt), *self.bb_update(s.to(dt)))
 
-    def forward(self, x: Tensor, f_left: Tensor, f_right: Tensor, rots: Tensor, trans: Tensor, mask: Tensor):
-        "x: s `[b, l, c_s]` (post-LN) or streams `[b, l, n, c_s]` (mHC); factors `[b, l, r, c_p]` → (x, rots, trans)."
-        zl, zr = self.pair_factors(f_left, f_right, mask)
-        return self.residual_update(x, lambda h: self.run_ipa(h, zl, zr, rots, trans, mask), rots, trans)
+# %% ../nbs/04_structure.ipynb #92205222
+@patch
+def residual_update(self: FlashStructureLayer, x: Tensor, ipa, rots: Tensor, trans: Tensor):
+    """The layer around an IPA map `ipa: s ↦ Δs`: residuals (post-LN or mHC), transition, frame update
+    → (x, rots, trans)."""
+    if not self.use_mhc:
+        x = s = self.transition(self.ipa_layer_norm(self.ipa_dropout(x + ipa(x))))
+    else:
+        x = self.mhc_ipa(x, lambda h: self.ipa_dropout(ipa(self.ipa_layer_norm(h))))
+        for hc, ln, mlp in zip(self.mhc_transition, self.transition_layer_norm, self.transition):
+            x = hc(x, lambda h: self.transition_dropout(mlp(ln(h))))
+        s = self.bb_layer_norm(x.mean(-2))
+    return (x, *self.update_frames(s, rots, trans))
 
-    def residual_update(self, x: Tensor, ipa, rots: Tensor, trans: Tensor):
-        "The layer around an IPA map `ipa: s ↦ Δs`: residuals (post-LN or mHC), transition, frame update → (x, rots, trans)."
-        if not self.use_mhc:
-            x = s = self.transition(self.ipa_layer_norm(self.ipa_dropout(x + ipa(x))))
-        else:
-            x = self.mhc_ipa(x, lambda h: self.ipa_dropout(ipa(self.ipa_layer_norm(h))))
-            for hc, ln, mlp in zip(self.mhc_transition, self.transition_layer_norm, self.transition):
-                x = hc(x, lambda h: self.transition_dropout(mlp(ln(h))))
-            s = self.bb_layer_norm(x.mean(-2))
-        return (x, *self.update_frames(s, rots, trans))
+@patch
+def forward(self: FlashStructureLayer, x: Tensor, f_left: Tensor, f_right: Tensor, rots: Tensor, trans: Tensor,
+            mask: Tensor):
+    "x: s `[b, l, c_s]` (post-LN) or streams `[b, l, n, c_s]` (mHC); factors `[b, l, r, c_p]` → (x, rots, trans)."
+    zl, zr = self.pair_factors(f_left, f_right, mask)
+    return self.residual_update(x, lambda h: self.run_ipa(h, zl, zr, rots, trans, mask), rots, trans)
 
 # %% ../nbs/04_structure.ipynb #3fe5b2bb
 class FlashStructureNet(nn.Module):
@@ -310,10 +364,10 @@ class FlashStructureNet(nn.Module):
     layer inputs saved."""
     def __init__(self, c_s: int = 128, c_p: int = 128, rank: int = 8, c_ipa_pair: int | None = None,
                  c_hidden_ipa: int = 16, n_head_ipa: int = 12, n_qk_point: int = 4, n_v_point: int = 8,
-                 n_layer: int = 5, ipa_dropout: float = 0.1, n_transition_layer: int = 1, transition_dropout: float = 0.1,
-                 use_mhc: bool = True, mhc: MHCConfig | None = None, ipa: str = "flash",
-                 relpos: str | None = "fourier", n_relpos_freq: int = 16, relpos_max_len: int = 4096,
-                 chunk_size: int | None = None, checkpoint_layers: bool = False):
+                 n_layer: int = 5, ipa_dropout: float = 0.1, n_transition_layer: int = 1,
+                 transition_dropout: float = 0.1, use_mhc: bool = True, mhc: MHCConfig | None = None,
+                 ipa: str = "flash", relpos: str | None = "fourier", n_relpos_freq: int = 16,
+                 relpos_max_len: int = 4096, chunk_size: int | None = None, checkpoint_layers: bool = False):
         super().__init__()
         self.c_s, self.c_p, self.rank, self.checkpoint_layers = c_s, c_p, rank, checkpoint_layers
         self.c_ipa_pair = c_ipa_pair or max(4, 128 // rank)
@@ -323,23 +377,29 @@ class FlashStructureNet(nn.Module):
             transition_dropout, use_mhc, self.mhc, i, ipa, relpos, n_relpos_freq, relpos_max_len, chunk_size)
             for i in range(n_layer)])
 
-    def forward(self, s: Tensor, f_left: Tensor, f_right: Tensor, rots: Tensor, trans: Tensor, mask: Tensor,
-                return_single: bool = False):
-        """s [b, l, c_s]; factors f_left, f_right [b, l, rank, c_p]; frames rots [b, l, 3, 3], trans [b, l, 3];
-        prefix mask [b, l] → (rots, trans) in ≥ fp32, or (s, rots, trans) with `return_single`."""
-        b, l, _ = s.shape
-        check_prefix_mask(mask)
-        for name, f in (("f_left", f_left), ("f_right", f_right)):
-            if tuple(f.shape) != (b, l, self.rank, self.c_p):
-                raise ValueError(f"{name} must be [b, l, rank, c_p] = {(b, l, self.rank, self.c_p)}, got {tuple(f.shape)}")
-        return self.run_layers(s, (f_left, f_right), rots, trans, mask, return_single)
+# %% ../nbs/04_structure.ipynb #1795899e
+@patch
+def forward(self: FlashStructureNet, s: Tensor, f_left: Tensor, f_right: Tensor, rots: Tensor, trans: Tensor,
+            mask: Tensor, return_single: bool = False):
+    """s [b, l, c_s]; factors f_left, f_right [b, l, rank, c_p]; frames rots [b, l, 3, 3], trans [b, l, 3];
+    prefix mask [b, l] → (rots, trans) in ≥ fp32, or (s, rots, trans) with `return_single`."""
+    b, l, _ = s.shape
+    check_prefix_mask(mask)
+    for name, f in (("f_left", f_left), ("f_right", f_right)):
+        if tuple(f.shape) != (b, l, self.rank, self.c_p):
+            raise ValueError(f"{name} must be [b, l, rank, c_p] = {(b, l, self.rank, self.c_p)}, "
+                             f"got {tuple(f.shape)}")
+    return self.run_layers(s, (f_left, f_right), rots, trans, mask, return_single)
 
-    def run_layers(self, s: Tensor, pair: tuple, rots: Tensor, trans: Tensor, mask: Tensor, return_single: bool = False):
-        "The layer loop: streams from s, then `layer(x, *pair, rots, trans, mask)` for each layer (checkpointed if set)."
-        x = repeat(s, "b l c -> b l n c", n=self.mhc.n_streams) if self.use_mhc else s
-        for layer in self.layers:
-            args = (x, *pair, rots, trans, mask)
-            if self.checkpoint_layers and torch.is_grad_enabled():  # keep only each layer's inputs; recompute in backward
-                x, rots, trans = checkpoint(layer, *args, use_reentrant=False)
-            else: x, rots, trans = layer(*args)
-        return ((x.mean(-2) if self.use_mhc else x), rots, trans) if return_single else (rots, trans)
+@patch
+def run_layers(self: FlashStructureNet, s: Tensor, pair: tuple, rots: Tensor, trans: Tensor, mask: Tensor,
+               return_single: bool = False):
+    """The layer loop: streams from s, then `layer(x, *pair, rots, trans, mask)` for each layer
+    (checkpointed if set)."""
+    x = repeat(s, "b l c -> b l n c", n=self.mhc.n_streams) if self.use_mhc else s
+    for layer in self.layers:
+        args = (x, *pair, rots, trans, mask)
+        if self.checkpoint_layers and torch.is_grad_enabled():  # keep only each layer's inputs; recompute in backward
+            x, rots, trans = checkpoint(layer, *args, use_reentrant=False)
+        else: x, rots, trans = layer(*args)
+    return ((x.mean(-2) if self.use_mhc else x), rots, trans) if return_single else (rots, trans)

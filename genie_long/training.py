@@ -4,21 +4,28 @@
 
 # %% ../nbs/05_training.ipynb #88759d05
 from __future__ import annotations
-import math, warnings
+import csv, hashlib, math, time
+from pathlib import Path
 from typing import Callable
+
 import torch
-from torch import Tensor
+from torch import nn, Tensor
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.checkpoint import checkpoint
 from einops import einsum
-from .protein import check_prefix_mask, frenet_frames
+from fastcore.basics import patch
+
+from .protein import (ProteinDataset, check_prefix_mask, frenet_frames, centre_coords, collate_chains,
+                                load_chains, save_dataset)
+from .diffusion import GenieSchedule, q_sample, eps_loss, eps_loss_sum, noised_prediction
+from .learner import Callback, DiffusionLearner, MetricsCB, ProgressCB
 
 # %% auto #0
 __all__ = ['GROWTH_SCHEDULES', 'PRECISIONS', 'ProgressiveTrainingScheduler', 'DynamicBatchSize', 'ChunkedLossComputation',
-           'compute_distance_loss_chunked', 'compute_drmsd_loss_chunked', 'compute_fape_loss_chunked', 'x0_estimate',
-           'auxiliary_structure_loss_sum', 'auxiliary_structure_loss', 'split_dataset', 'validation_batch',
-           'validation_loss', 'ValidationCB', 'train_with_validation', 'read_validation', 'SelectiveMixedPrecision',
-           'clip_and_step', 'MixedPrecisionTrainer', 'CurriculumStream', 'stage3_loss', 'stage3_loss_parts',
-           'Stage3TrainingManager', 'Stage3MetricsCB', 'Stage3ProgressCB', 'TrainingDiverged', 'SkipGuardCB']
+           'x0_estimate', 'auxiliary_structure_loss_sum', 'auxiliary_structure_loss', 'split_dataset',
+           'validation_batch', 'validation_loss', 'ValidationCB', 'read_validation', 'clip_and_step',
+           'MixedPrecisionTrainer', 'CurriculumStream', 'denoiser_loss_parts', 'denoiser_loss', 'DenoiserTrainer',
+           'TrainMetricsCB', 'TrainProgressCB', 'TrainingDiverged', 'SkipGuardCB']
 
 # %% ../nbs/05_training.ipynb #a22620a1
 GROWTH_SCHEDULES = ("linear", "cosine", "exponential", "geometric")
@@ -32,30 +39,39 @@ class ProgressiveTrainingScheduler:
         if growth_schedule not in GROWTH_SCHEDULES:
             raise ValueError(f"growth_schedule={growth_schedule!r}; choose one of {GROWTH_SCHEDULES}")
         if not 1 <= min_length <= max_length:
-            raise ValueError(f"need 1 <= min_length <= max_length, got min_length={min_length}, max_length={max_length}")
+            raise ValueError(f"need 1 <= min_length <= max_length, got min_length={min_length}, "
+                             f"max_length={max_length}")
         if warmup_steps < 0 or growth_steps < 0 or round_to < 1:
-            raise ValueError(f"warmup_steps and growth_steps must be >= 0 and round_to >= 1, got {warmup_steps}, {growth_steps}, {round_to}")
+            raise ValueError(f"warmup_steps and growth_steps must be >= 0 and round_to >= 1, got {warmup_steps}, "
+                             f"{growth_steps}, {round_to}")
         self.min_length, self.max_length, self.round_to = min_length, max_length, round_to
         self.warmup_steps, self.growth_steps, self.growth_schedule = warmup_steps, growth_steps, growth_schedule
-
-    def alpha(self, step: int) -> float:
-        "Growth fraction α(p) in [0, 1] at `step` (0 during warm-up, 1 after growth)."
-        p = min(max((step - self.warmup_steps) / self.growth_steps, 0.0), 1.0) if self.growth_steps else float(step >= self.warmup_steps)
-        return {"linear": p, "cosine": 0.5 * (1 - math.cos(math.pi * p)), "exponential": p * p,
-                "geometric": ((self.max_length / self.min_length) ** p - 1) / max(self.max_length / self.min_length - 1, 1e-12)}[self.growth_schedule]
-
-    def get_max_length(self, step: int) -> int:
-        "The crop length L_curr at `step`."
-        if step < self.warmup_steps: return self.min_length
-        if step >= self.warmup_steps + self.growth_steps: return self.max_length
-        L = math.floor(self.min_length + self.alpha(step) * (self.max_length - self.min_length) + 1e-9)
-        return min(self.max_length, max(self.min_length, L // self.round_to * self.round_to))
 
     def state_dict(self) -> dict:
         return dict(min_length=self.min_length, max_length=self.max_length, warmup_steps=self.warmup_steps,
                     growth_steps=self.growth_steps, growth_schedule=self.growth_schedule, round_to=self.round_to)
 
     def load_state_dict(self, state: dict): self.__init__(**state)
+
+# %% ../nbs/05_training.ipynb #34c3c012
+@patch
+def alpha(self: ProgressiveTrainingScheduler, step: int) -> float:
+    "Growth fraction α(p) in [0, 1] at `step` (0 during warm-up, 1 after growth)."
+    if self.growth_steps: p = min(max((step - self.warmup_steps) / self.growth_steps, 0.0), 1.0)
+    else: p = float(step >= self.warmup_steps)
+    if self.growth_schedule == "linear": return p
+    if self.growth_schedule == "cosine": return 0.5 * (1 - math.cos(math.pi * p))
+    if self.growth_schedule == "exponential": return p * p
+    ratio = self.max_length / self.min_length                          # geometric
+    return (ratio ** p - 1) / max(ratio - 1, 1e-12)
+
+@patch
+def get_max_length(self: ProgressiveTrainingScheduler, step: int) -> int:
+    "The crop length L_curr at `step`."
+    if step < self.warmup_steps: return self.min_length
+    if step >= self.warmup_steps + self.growth_steps: return self.max_length
+    L = math.floor(self.min_length + self.alpha(step) * (self.max_length - self.min_length) + 1e-9)
+    return min(self.max_length, max(self.min_length, L // self.round_to * self.round_to))
 
 # %% ../nbs/05_training.ipynb #caa703d1
 class DynamicBatchSize:
@@ -79,9 +95,11 @@ def _pair_mask(mask: Tensor, i0: int, i1: int, exclude_diagonal: bool) -> Tensor
     return m
 
 def _dist(x: Tensor, i0: int, i1: int, eps: float) -> Tensor:
-    "d_ij = sqrt(|x_i - x_j|² + eps) for rows i0:i1, `[b, s, l]` (differences, not the Gram trick: exact at short range)."
+    """d_ij = sqrt(|x_i - x_j|² + eps) for rows i0:i1, `[b, s, l]` (differences, not the Gram trick: exact at
+    short range)."""
     return torch.sqrt((x[:, i0:i1, None] - x[:, None]).square().sum(-1) + eps)
 
+# %% ../nbs/05_training.ipynb #ed04aef7
 class ChunkedLossComputation:
     """Pairwise structure losses in row chunks: clamped distance deviation, dRMSD and true FAPE (AF2 Alg. 28) over
     C-alpha Frenet frames. Each chunk of `chunk_size` rows returns (numerator, denominator) per chain; with
@@ -96,7 +114,8 @@ class ChunkedLossComputation:
     def _check(self, pred: Tensor, true: Tensor, mask: Tensor) -> Tensor:
         if pred.ndim != 3 or pred.shape[-1] != 3 or pred.shape != true.shape:
             raise ValueError(f"pred {tuple(pred.shape)} and true {tuple(true.shape)} must both be [b, l, 3]")
-        if tuple(mask.shape) != tuple(pred.shape[:2]): raise ValueError(f"mask must be {tuple(pred.shape[:2])}, got {tuple(mask.shape)}")
+        if tuple(mask.shape) != tuple(pred.shape[:2]):
+            raise ValueError(f"mask must be {tuple(pred.shape[:2])}, got {tuple(mask.shape)}")
         return check_prefix_mask(mask).to(pred.dtype)
 
     def _reduce(self, part: Callable, *inputs: Tensor) -> tuple[Tensor, Tensor]:
@@ -111,51 +130,46 @@ class ChunkedLossComputation:
             num, den = num + n, den + d
         return num, den
 
-    def distance(self, pred: Tensor, true: Tensor, mask: Tensor) -> Tensor:
-        "The clamped distance-deviation loss L_dist (distances only, not FAPE), in Å."
-        m = self._check(pred, true, mask)
-        def part(i0, i1, p, t, m):
-            M = _pair_mask(m, i0, i1, self.exclude_diagonal)
-            dev = (_dist(p, i0, i1, self.eps) - _dist(t, i0, i1, self.eps)).abs().clamp(max=self.clamp_distance)
-            return (M * dev).sum((1, 2)), M.sum((1, 2))
-        num, den = self._reduce(part, pred, true, m)
-        return (num / (den + self.eps)).mean()
+# %% ../nbs/05_training.ipynb #3ce16559
+@patch
+def distance(self: ChunkedLossComputation, pred: Tensor, true: Tensor, mask: Tensor) -> Tensor:
+    "The clamped distance-deviation loss L_dist (distances only, not FAPE), in Å."
+    m = self._check(pred, true, mask)
+    def part(i0, i1, p, t, m):
+        M = _pair_mask(m, i0, i1, self.exclude_diagonal)
+        dev = (_dist(p, i0, i1, self.eps) - _dist(t, i0, i1, self.eps)).abs().clamp(max=self.clamp_distance)
+        return (M * dev).sum((1, 2)), M.sum((1, 2))
+    num, den = self._reduce(part, pred, true, m)
+    return (num / (den + self.eps)).mean()
 
-    def drmsd(self, pred: Tensor, true: Tensor, mask: Tensor) -> Tensor:
-        "dRMSD, in Å."
-        m = self._check(pred, true, mask)
-        def part(i0, i1, p, t, m):
-            M = _pair_mask(m, i0, i1, self.exclude_diagonal)
-            return (M * (_dist(p, i0, i1, self.eps) - _dist(t, i0, i1, self.eps)).square()).sum((1, 2)), M.sum((1, 2))
-        num, den = self._reduce(part, pred, true, m)
-        return torch.sqrt(num / (den + self.eps) + self.eps).mean()
+@patch
+def drmsd(self: ChunkedLossComputation, pred: Tensor, true: Tensor, mask: Tensor) -> Tensor:
+    "dRMSD, in Å."
+    m = self._check(pred, true, mask)
+    def part(i0, i1, p, t, m):
+        M = _pair_mask(m, i0, i1, self.exclude_diagonal)
+        dev = _dist(p, i0, i1, self.eps) - _dist(t, i0, i1, self.eps)
+        return (M * dev.square()).sum((1, 2)), M.sum((1, 2))
+    num, den = self._reduce(part, pred, true, m)
+    return torch.sqrt(num / (den + self.eps) + self.eps).mean()
 
-    def fape(self, pred: Tensor, true: Tensor, mask: Tensor, mode: str = "fape") -> Tensor:
-        """True FAPE over the Frenet frames of both traces, divided by Z = clamp_distance (unitless);
-        `mode="distance"` is the clamped distance deviation (`distance`) instead."""
-        if mode == "distance": return self.distance(pred, true, mask)
-        if mode != "fape": raise ValueError(f"mode={mode!r}; use 'fape' or 'distance'")
-        m = self._check(pred, true, mask)
-        rot_p, rot_t = frenet_frames(pred, m), frenet_frames(true, m)
-        def part(i0, i1, p, t, rp, rt, m):
-            M = _pair_mask(m, i0, i1, self.exclude_diagonal)
-            local = lambda x, r: einsum(r[:, i0:i1], x[:, None] - x[:, i0:i1, None], "b s k n, b s l k -> b s l n")  # R_iᵀ(x_j - x_i)
-            err = torch.sqrt((local(p, rp) - local(t, rt)).square().sum(-1) + self.eps_fape).clamp(max=self.clamp_distance)
-            return (M * err).sum((1, 2)), M.sum((1, 2))
-        num, den = self._reduce(part, pred, true, rot_p, rot_t, m)
-        return (num / den.clamp(min=1) / self.clamp_distance).mean()
-
-def compute_distance_loss_chunked(pred, true, mask, chunk_size=64, clamp_distance=10.0, **kw) -> Tensor:
-    "The clamped distance-deviation loss in row chunks (`ChunkedLossComputation.distance`)."
-    return ChunkedLossComputation(chunk_size, clamp_distance, **kw).distance(pred, true, mask)
-
-def compute_drmsd_loss_chunked(pred, true, mask, chunk_size=64, **kw) -> Tensor:
-    "dRMSD in row chunks (`ChunkedLossComputation.drmsd`)."
-    return ChunkedLossComputation(chunk_size, **kw).drmsd(pred, true, mask)
-
-def compute_fape_loss_chunked(pred, true, mask, chunk_size=64, clamp_distance=10.0, mode="fape", **kw) -> Tensor:
-    "True FAPE over C-alpha Frenet frames in row chunks (`mode='distance'`: the clamped distance loss)."
-    return ChunkedLossComputation(chunk_size, clamp_distance, **kw).fape(pred, true, mask, mode)
+# %% ../nbs/05_training.ipynb #3ad1da05
+@patch
+def fape(self: ChunkedLossComputation, pred: Tensor, true: Tensor, mask: Tensor, mode: str = "fape") -> Tensor:
+    """True FAPE over the Frenet frames of both traces, divided by Z = clamp_distance (unitless);
+    `mode="distance"` is the clamped distance deviation (`distance`) instead."""
+    if mode == "distance": return self.distance(pred, true, mask)
+    if mode != "fape": raise ValueError(f"mode={mode!r}; use 'fape' or 'distance'")
+    m = self._check(pred, true, mask)
+    rot_p, rot_t = frenet_frames(pred, m), frenet_frames(true, m)
+    def part(i0, i1, p, t, rp, rt, m):
+        M = _pair_mask(m, i0, i1, self.exclude_diagonal)
+        def local(x, r):                                                   # R_iᵀ (x_j − x_i) for the rows i0:i1
+            return einsum(r[:, i0:i1], x[:, None] - x[:, i0:i1, None], "b s k n, b s l k -> b s l n")
+        err = torch.sqrt((local(p, rp) - local(t, rt)).square().sum(-1) + self.eps_fape)
+        return (M * err.clamp(max=self.clamp_distance)).sum((1, 2)), M.sum((1, 2))
+    num, den = self._reduce(part, pred, true, rot_p, rot_t, m)
+    return (num / den.clamp(min=1) / self.clamp_distance).mean()
 
 # %% ../nbs/05_training.ipynb #421e4ad0
 def x0_estimate(x_t: Tensor, eps_hat: Tensor, alpha_bar: Tensor) -> Tensor:
@@ -163,6 +177,7 @@ def x0_estimate(x_t: Tensor, eps_hat: Tensor, alpha_bar: Tensor) -> Tensor:
     a = alpha_bar.to(x_t.dtype)[:, None, None]
     return (x_t - torch.sqrt(1 - a) * eps_hat) / torch.sqrt(a)
 
+# %% ../nbs/05_training.ipynb #cd882830
 def auxiliary_structure_loss_sum(x_t: Tensor, eps_hat: Tensor, x0: Tensor, alpha_bar: Tensor, mask: Tensor,
                                  losses: ChunkedLossComputation | None = None, min_alpha_bar: float = 0.25) -> Tensor:
     """Sum over the batch of 1[ᾱ ≥ min_alpha_bar] (FAPE + dRMSD) between x̂0 and the true x0: the numerator of
@@ -182,26 +197,22 @@ def auxiliary_structure_loss(x_t: Tensor, eps_hat: Tensor, x0: Tensor, alpha_bar
     return auxiliary_structure_loss_sum(x_t, eps_hat, x0, alpha_bar, mask, losses, min_alpha_bar) / len(alpha_bar)
 
 # %% ../nbs/05_training.ipynb #c5631f5f
-import hashlib
-from pathlib import Path
-from .protein import load_chains, save_dataset, collate_chains
-from .diffusion import GenieSchedule, q_sample, eps_loss, eps_loss_sum, noised_prediction
-from .protein import centre_coords
-
 def _held_out(name: str, val_fraction: float) -> bool:
     "Whether a structure is held out: a stable hash of its name, not a random draw."
     return int(hashlib.sha1(name.encode()).hexdigest()[:8], 16) / 16**8 < val_fraction
 
 def split_dataset(path, out_dir, val_fraction: float = 0.1) -> tuple[Path, Path]:
-    "Split a prepared dataset by structure (source file) into `train.npz` and `val.npz` under `out_dir`; returns their paths."
+    "Split a prepared dataset by structure (source file) into `train.npz` and `val.npz` under `out_dir`; their paths."
     if not 0 < val_fraction < 1: raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     chains = load_chains(path)
     val = [c for c in chains if _held_out(c.name, val_fraction)]
     train = [c for c in chains if not _held_out(c.name, val_fraction)]
-    if not val or not train: raise ValueError(f"{path}: splitting {len(chains)} chains at {val_fraction} leaves one side empty")
+    if not val or not train:
+        raise ValueError(f"{path}: splitting {len(chains)} chains at {val_fraction} leaves one side empty")
     out_dir = Path(out_dir)
     return save_dataset(train, out_dir / "train.npz"), save_dataset(val, out_dir / "val.npz")
 
+# %% ../nbs/05_training.ipynb #a94eb551
 def validation_batch(path, crop: int = 128, max_chains: int | None = None, min_length: int = 20) -> dict:
     "A fixed batch from a dataset: the central window of `crop` residues of each chain (at least `min_length` long)."
     items = []
@@ -213,10 +224,12 @@ def validation_batch(path, crop: int = 128, max_chains: int | None = None, min_l
     if not items: raise ValueError(f"{path}: no chain of at least {min_length} residues")
     return collate_chains(items)
 
+# %% ../nbs/05_training.ipynb #d61aaa31
 @torch.no_grad()
 def validation_loss(model, batch: dict, schedule: GenieSchedule | None = None, timesteps=(50, 200, 400, 600, 800),
                     seed: int = 0, batch_size: int = 8) -> float:
-    "Genie's ε-loss on a fixed batch at fixed timesteps with fixed noise, in eval mode, averaged over timesteps and residues."
+    """Genie's ε-loss on a fixed batch at fixed timesteps with fixed noise, in eval mode, averaged over timesteps and
+    residues."""
     schedule = schedule or GenieSchedule()
     was_training = model.training
     model.eval()
@@ -229,22 +242,20 @@ def validation_loss(model, batch: dict, schedule: GenieSchedule | None = None, t
                 tt = torch.full((len(x0),), t, dtype=torch.long)
                 x_t, eps = q_sample(schedule, x0, tt, m, generator=g)
                 r = m.sum().item()
-                total += eps_loss(model(x_t, tt, m), eps, m).item() * r; n += r
+                total += eps_loss(model(x_t, tt, m), eps, m).item() * r
+                n += r
         return total / n
     finally: model.train(was_training)
 
 # %% ../nbs/05_training.ipynb #c853aaa1
-import csv, time
-from .train import Callback, DiffusionLearner, BatchStream, MetricsCB, ProgressCB, CheckpointCB
-from .protein import ProteinDataset
-
 class ValidationCB(MetricsCB):
     """Every `every` steps (and at step 0), a row `step, val_loss, seconds` in a CSV: `validation_loss` on a fixed
     batch. A resumed run keeps the rows up to its step (`MetricsCB`), so none repeats."""
     order = 25
     fields = ['step', 'val_loss', 'seconds']
     def __init__(self, batch: dict, path, every: int = 100, **kw):
-        super().__init__(path, every); self.batch, self.kw = batch, kw
+        super().__init__(path, every)
+        self.batch, self.kw = batch, kw
     def row(self) -> dict:
         v = self.learn.val_loss = validation_loss(self.learn.model, self.batch, self.learn.schedule, **self.kw)
         return {'step': self.learn.step, 'val_loss': f"{v:.6f}", 'seconds': f"{time.time() - self.t0:.1f}"}
@@ -252,65 +263,30 @@ class ValidationCB(MetricsCB):
         super().before_fit()
         if self.learn.step == 0: self.after_step()
 
-def train_with_validation(model, train_path, val_batch: dict, out, steps: int = 1000, crop: int = 128, batch: int = 8,
-                          lr: float = 1e-3, seed: int = 0, val_every: int = 100, progress: bool = True) -> DiffusionLearner:
-    "Train `model` on Genie's ε-loss with fixed crops, batch and seed; log training and validation losses under `out`."
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    data = BatchStream(ProteinDataset(train_path, max_len=crop), batch, seed=seed)
-    cbs = [MetricsCB(out / 'metrics.csv'), ValidationCB(val_batch, out / 'val.csv', val_every)] + ([ProgressCB()] if progress else [])
-    learn = DiffusionLearner(model, data, lr=lr, cbs=cbs)
-    learn.fit(steps)
-    return learn
-
 def read_validation(path) -> tuple[list[int], list[float]]:
     "Steps and validation losses of a `val.csv`."
     with open(path) as f: rows = list(csv.DictReader(f))
     return [int(r['step']) for r in rows], [float(r['val_loss']) for r in rows]
 
 # %% ../nbs/05_training.ipynb #e76b6869
-import types
-from torch import nn
-from .reference import InvariantPointAttention, BackboneUpdate
-
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-class SelectiveMixedPrecision:
-    """Run the modules of `model` that are instances of `fp32_modules` in fp32 under autocast: autocast off, floating
-    inputs cast to fp32. Wraps their `forward` in place; `remove()` undoes it."""
-    def __init__(self, model: nn.Module, fp32_modules: tuple = (InvariantPointAttention, BackboneUpdate)):
-        self.wrapped = []
-        for mod in model.modules():
-            if isinstance(mod, tuple(fp32_modules)) and "forward" not in vars(mod):
-                mod.forward = types.MethodType(self._fp32(type(mod).forward), mod)
-                self.wrapped.append(mod)
-
-    @staticmethod
-    def _fp32(forward):
-        up = lambda a: a.float() if isinstance(a, Tensor) and a.is_floating_point() else a
-        def run(module, *args, **kwargs):
-            device = next((a.device.type for a in args if isinstance(a, Tensor)), "cpu")
-            with torch.autocast(device_type=device, enabled=False):
-                return forward(module, *map(up, args), **{k: up(v) for k, v in kwargs.items()})
-        return run
-
-    def remove(self):
-        for mod in self.wrapped: del mod.forward
-        self.wrapped = []
-
-def clip_and_step(opt: torch.optim.Optimizer, params, scaler=None, grad_clip: float | None = None) -> tuple[Tensor, bool]:
+def clip_and_step(opt: torch.optim.Optimizer, params, scaler=None,
+                  grad_clip: float | None = None) -> tuple[Tensor, bool]:
     """After backward: unscale (fp16 `GradScaler`), clip the gradient norm to `grad_clip` (None: measure only), then
     step — or skip when the gradients are not finite. Returns (gradient norm, skipped)."""
     if scaler is not None: scaler.unscale_(opt)
     norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip else float("inf"))
     if scaler is not None:
         before = scaler.get_scale()
-        scaler.step(opt); scaler.update()
+        scaler.step(opt)
+        scaler.update()
         return norm, scaler.get_scale() < before        # GradScaler lowers the scale exactly when it skips
     skipped = not torch.isfinite(norm).item()
     if not skipped: opt.step()
     return norm, skipped
 
+# %% ../nbs/05_training.ipynb #38b21f96
 class MixedPrecisionTrainer:
     """One optimisation step with the forward under autocast (Micikevicius et al., 2018): precision 'fp32',
     'bf16' (no scaler) or 'fp16' (dynamic loss scaling with `torch.amp.GradScaler`: 2^16, ×2 after `growth_interval`
@@ -326,34 +302,37 @@ class MixedPrecisionTrainer:
                        if precision == "fp16" else None)
         self.skipped = 0
 
-    def state_dict(self) -> dict: return {"skipped": self.skipped, "scaler": self.scaler.state_dict() if self.scaler else None}
+    @property
+    def scale(self) -> float: return self.scaler.get_scale() if self.scaler else 1.0
+
+    def state_dict(self) -> dict:
+        return {"skipped": self.skipped, "scaler": self.scaler.state_dict() if self.scaler else None}
+
     def load_state_dict(self, state: dict):
         self.skipped = state["skipped"]
         if self.scaler and state["scaler"]: self.scaler.load_state_dict(state["scaler"])
 
-    def step(self, loss_fn: Callable[[], Tensor]) -> dict:
-        "Forward (under autocast) → backward (scaled for fp16) → unscale, clip → optimiser step, or skip."
-        params = [p for p in self.model.parameters() if p.requires_grad]
+# %% ../nbs/05_training.ipynb #1c2918e3
+@patch
+def step(self: MixedPrecisionTrainer, loss_fn: Callable[[], Tensor]) -> dict:
+    "Forward (under autocast) → backward (scaled for fp16) → unscale, clip → optimiser step, or skip."
+    params = [p for p in self.model.parameters() if p.requires_grad]
+    self.opt.zero_grad(set_to_none=True)
+    with torch.autocast(device_type=self.device, dtype=PRECISIONS[self.precision] or torch.float32,
+                        enabled=self.precision != "fp32"):
+        loss = loss_fn()
+    loss = loss.float()
+    if not torch.isfinite(loss):
+        self.skipped += 1
+        return {"loss": loss.item(), "grad_norm": float("nan"), "skipped": True, "scale": self.scale}
+    (self.scaler.scale(loss) if self.scaler else loss).backward()
+    norm, skipped = clip_and_step(self.opt, params, self.scaler, self.grad_clip)
+    if skipped:
         self.opt.zero_grad(set_to_none=True)
-        with torch.autocast(device_type=self.device, dtype=PRECISIONS[self.precision] or torch.float32,
-                            enabled=self.precision != "fp32"):
-            loss = loss_fn()
-        loss = loss.float()
-        if not torch.isfinite(loss):
-            self.skipped += 1
-            return {"loss": loss.item(), "grad_norm": float("nan"), "skipped": True, "scale": self.scale}
-        (self.scaler.scale(loss) if self.scaler else loss).backward()
-        norm, skipped = clip_and_step(self.opt, params, self.scaler, self.grad_clip)
-        if skipped: self.opt.zero_grad(set_to_none=True); self.skipped += 1
-        return {"loss": loss.item(), "grad_norm": norm.item(), "skipped": skipped, "scale": self.scale}
-
-    @property
-    def scale(self) -> float: return self.scaler.get_scale() if self.scaler else 1.0
+        self.skipped += 1
+    return {"loss": loss.item(), "grad_norm": norm.item(), "skipped": skipped, "scale": self.scale}
 
 # %% ../nbs/05_training.ipynb #14478f43
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from .train import save_checkpoint, load_checkpoint, resume
-
 class CurriculumStream:
     """Endless batches whose crop length follows `scheduler` and whose size follows `batch_size` (an int or a
     `DynamicBatchSize`): chains drawn uniformly (seeded per batch), each a random contiguous crop of L_curr residues
@@ -361,7 +340,10 @@ class CurriculumStream:
     def __init__(self, dataset: ProteinDataset, scheduler: ProgressiveTrainingScheduler, batch_size, seed: int = 0):
         if len(dataset) == 0: raise ValueError("the dataset is empty")
         self.ds, self.scheduler, self.batch_size, self.seed, self.count = dataset, scheduler, batch_size, seed, 0
+
     def __iter__(self): return self
+    def __next__(self) -> dict: return collate_chains([self.ds[i] for i in self.next_indices()])
+
     def next_indices(self) -> list[int]:
         "Dataset indices of the next batch (advances the stream and sets the dataset's crop); `next` collates them."
         L = self.ds.max_len = self.scheduler.get_max_length(self.count)
@@ -370,86 +352,90 @@ class CurriculumStream:
         idx = torch.randint(len(self.ds), (b,), generator=g).tolist()
         self.count += 1
         return idx
-    def __next__(self) -> dict: return collate_chains([self.ds[i] for i in self.next_indices()])
+
     def state_dict(self): return {'count': self.count, 'seed': self.seed, 'scheduler': self.scheduler.state_dict()}
     def load_state_dict(self, d):
         if d['scheduler'] != self.scheduler.state_dict():
-            raise ValueError(f"the checkpoint's curriculum {d['scheduler']} differs from this run's {self.scheduler.state_dict()}")
+            raise ValueError(f"the checkpoint's curriculum {d['scheduler']} differs from this run's "
+                             f"{self.scheduler.state_dict()}")
         self.count, self.seed = d['count'], d['seed']
 
-def stage3_loss(model, schedule: GenieSchedule, x0: Tensor, mask: Tensor, aux_weight: float = 0.0,
-                losses: ChunkedLossComputation | None = None, generator: torch.Generator | None = None) -> Tensor:
-    """Genie's ε-loss (the same draws as `training_loss`) plus `aux_weight` · 1[ᾱ ≥ 0.25] (FAPE + dRMSD) on x̂0
-    (this project's auxiliary loss). With `aux_weight=0` it is exactly `training_loss`."""
-    d = noised_prediction(model, schedule, x0, mask, generator)
-    m = d['m']
-    loss = eps_loss(d['eps_hat'], d['eps'], m)
-    if aux_weight:
-        with torch.autocast(device_type=x0.device.type, enabled=False):   # losses in fp32, outside autocast
-            x0c = centre_coords(x0, m)                                    # the trace q_sample noised
-            loss = loss + aux_weight * auxiliary_structure_loss(d['x_t'].float(), d['eps_hat'].float(), x0c.float(),
-                                                                schedule.alpha_bars.to(x0.device)[d['k']], m.float(), losses)
-    return loss
-
-def stage3_loss_parts(model, schedule: GenieSchedule, x0: Tensor, mask: Tensor, aux_weight: float = 0.0,
-                      losses: ChunkedLossComputation | None = None, generator: torch.Generator | None = None) -> dict:
-    """`stage3_loss` (the same draws) as numerators and their denominators: `eps` (Σ over valid residues) over
-    `residues`, and `aux` (`aux_weight` · Σ over chains of the structure losses) over `chains`, so that
-    `stage3_loss = eps / residues + aux / chains`. Gradient accumulation and data parallelism sum the numerators of
-    several batches and divide by the counts of all of them."""
+# %% ../nbs/05_training.ipynb #95b75d0f
+def denoiser_loss_parts(model, schedule: GenieSchedule, x0: Tensor, mask: Tensor, aux_weight: float = 0.0,
+                        losses: ChunkedLossComputation | None = None, generator: torch.Generator | None = None) -> dict:
+    """Genie's ε-loss (the same draws as `training_loss`) plus `aux_weight` · 1[ᾱ ≥ 0.25] (FAPE + dRMSD) on x̂0, as
+    numerators and their denominators: `eps` (Σ over valid residues) over `residues`, and `aux` (`aux_weight` · Σ
+    over chains of the structure losses) over `chains`."""
     d = noised_prediction(model, schedule, x0, mask, generator)
     m = d['m']
     eps, residues = eps_loss_sum(d['eps_hat'], d['eps'], m)
-    if residues == 0: raise ValueError("stage3_loss_parts: mask has no valid residue")
+    if residues == 0: raise ValueError("denoiser_loss_parts: mask has no valid residue")
     aux = (d['eps_hat'] * 0).sum()
     if aux_weight:
         with torch.autocast(device_type=x0.device.type, enabled=False):   # losses in fp32, outside autocast
+            alpha_bar = schedule.alpha_bars.to(x0.device)[d['k']]
             aux = aux_weight * auxiliary_structure_loss_sum(d['x_t'].float(), d['eps_hat'].float(),
-                centre_coords(x0, m).float(), schedule.alpha_bars.to(x0.device)[d['k']], m.float(), losses)
+                                                            centre_coords(x0, m).float(), alpha_bar, m.float(), losses)
     return {'eps': eps, 'residues': residues, 'aux': aux, 'chains': x0.shape[0]}
 
-class Stage3TrainingManager(DiffusionLearner):
+def denoiser_loss(model, schedule: GenieSchedule, x0: Tensor, mask: Tensor, aux_weight: float = 0.0,
+                  losses: ChunkedLossComputation | None = None, generator: torch.Generator | None = None) -> Tensor:
+    """The training loss, eps / residues + aux / chains of `denoiser_loss_parts`. With `aux_weight=0` it is exactly
+    `training_loss`."""
+    p = denoiser_loss_parts(model, schedule, x0, mask, aux_weight, losses, generator)
+    loss = p['eps'] / p['residues']
+    return loss + p['aux'] / p['chains'] if aux_weight else loss
+
+# %% ../nbs/05_training.ipynb #e251bd9f
+class DenoiserTrainer(DiffusionLearner):
     """The trainer behind `genie-long train`: `DiffusionLearner` with a step under `MixedPrecisionTrainer` (precision,
     clipping, skipped non-finite steps), optional auxiliary structure losses and EMA weights; checkpoints carry EMA,
     scaler and skip counts as well (`extra_state`)."""
-    def __init__(self, model, data, schedule=None, lr: float = 1e-4, precision: str = "fp32", grad_clip: float | None = None,
-                 ema_decay: float | None = None, aux_weight: float = 0.0, cbs=(), meta: dict | None = None):
+    def __init__(self, model, data, schedule=None, lr: float = 1e-4, precision: str = "fp32",
+                 grad_clip: float | None = None, ema_decay: float | None = None, aux_weight: float = 0.0, cbs=(),
+                 meta: dict | None = None):
         super().__init__(model, data, schedule, lr, cbs=cbs, meta=meta)
         self.trainer = MixedPrecisionTrainer(model, self.opt, precision, grad_clip)
         self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay)) if ema_decay else None
         self.aux_weight, self.last = aux_weight, {}
         self.losses = ChunkedLossComputation()
 
-    def one_step(self):
-        self.batch = next(self.data)
-        self.callback('before_step')
-        out = self.trainer.step(lambda: stage3_loss(self.model, self.schedule, self.batch['coords'], self.batch['mask'],
-                                                    self.aux_weight, self.losses))
-        self.loss, self.last = torch.tensor(out['loss']), out
-        if self.ema is not None and not out['skipped']: self.ema.update_parameters(self.model)
-        self.step += 1                     # a skipped step still consumed its batch: the data moves on
-        self.callback('after_step')
-
     def extra_state(self) -> dict:
         return {'trainer': self.trainer.state_dict(), 'ema': self.ema.state_dict() if self.ema is not None else None}
+
     def load_extra_state(self, state: dict):
         self.trainer.load_state_dict(state['trainer'])
         if self.ema is not None and state['ema'] is not None: self.ema.load_state_dict(state['ema'])
 
-class Stage3MetricsCB(MetricsCB):
-    "`MetricsCB` with Stage 3's columns: crop length, batch size, gradient norm, skipped flag and count, loss scale."
+# %% ../nbs/05_training.ipynb #653e84fe
+@patch
+def one_step(self: DenoiserTrainer):
+    "One step under `MixedPrecisionTrainer` on `denoiser_loss`; the EMA weights follow the steps taken."
+    self.batch = next(self.data)
+    self.callback('before_step')
+    coords, mask = self.batch['coords'], self.batch['mask']
+    loss_fn = lambda: denoiser_loss(self.model, self.schedule, coords, mask, self.aux_weight, self.losses)
+    out = self.trainer.step(loss_fn)
+    self.loss, self.last = torch.tensor(out['loss']), out
+    if self.ema is not None and not out['skipped']: self.ema.update_parameters(self.model)
+    self.step += 1                     # a skipped step still consumed its batch: the data moves on
+    self.callback('after_step')
+
+# %% ../nbs/05_training.ipynb #03137624
+class TrainMetricsCB(MetricsCB):
+    "`MetricsCB` with the trainer's columns: crop length, batch size, gradient norm, skipped flag and count, scale."
     fields = MetricsCB.fields + ['length', 'batch', 'grad_norm', 'skipped', 'skipped_total', 'scale']
     def row(self) -> dict:
         o, (b, L) = self.learn.last, self.learn.batch['mask'].shape
-        return {**super().row(), 'length': L, 'batch': b, 'grad_norm': f"{o['grad_norm']:.4g}", 'skipped': int(o['skipped']),
-                'skipped_total': self.learn.trainer.skipped, 'scale': o['scale']}
+        return {**super().row(), 'length': L, 'batch': b, 'grad_norm': f"{o['grad_norm']:.4g}",
+                'skipped': int(o['skipped']), 'skipped_total': self.learn.trainer.skipped, 'scale': o['scale']}
 
-class Stage3ProgressCB(ProgressCB):
+class TrainProgressCB(ProgressCB):
     "The progress bar, with the loss (moving average), the current crop length and the skipped-step count."
-    def after_step(self):
-        super().after_step()
-        self.pb.comment += f" · L {self.learn.batch['mask'].shape[1]} · skipped {self.learn.trainer.skipped}"
+    def comment(self) -> str:
+        return f"{super().comment()} · L {self.learn.batch['mask'].shape[1]} · skipped {self.learn.trainer.skipped}"
 
+# %% ../nbs/05_training.ipynb #4bbf7047
 class TrainingDiverged(RuntimeError): "A run that no longer trains: its steps are skipped as non-finite."
 
 class SkipGuardCB(Callback):
@@ -457,16 +443,21 @@ class SkipGuardCB(Callback):
     `max_fraction` of its steps skipped by the end. Raises `TrainingDiverged` once the step's row and checkpoint are
     written, instead of a run that exits 0 with an all-NaN `metrics.csv`."""
     order = 50
-    def __init__(self, max_run: int = 25, max_fraction: float = 0.5): self.max_run, self.max_fraction = max_run, max_fraction
+    def __init__(self, max_run: int = 25, max_fraction: float = 0.5):
+        self.max_run, self.max_fraction = max_run, max_fraction
+
     def before_fit(self): self.run, self.skipped, self.steps, self.stopped = 0, 0, 0, False
+
     def after_step(self):
         s = bool(self.learn.last.get('skipped'))
         self.steps, self.skipped, self.run = self.steps + 1, self.skipped + s, self.run + 1 if s else 0
         if self.run >= self.max_run: self._stop(f"the last {self.run} steps were all skipped")
+
     def after_fit(self):
         if self.stopped or self.learn.step < self.learn.n_steps: return   # already said, or another error is on its way
         if self.steps and self.skipped > self.max_fraction * self.steps:
             self._stop(f"{self.skipped} of its {self.steps} steps were skipped")
+
     def _stop(self, what: str):
         self.stopped = True
         raise TrainingDiverged(f"training stopped at step {self.learn.step}: {what} (non-finite loss or gradients); "

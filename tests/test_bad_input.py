@@ -10,7 +10,7 @@ import torch
 
 from cli_helpers import FIXTURES, run, start, assert_user_error
 from genie_long.protein import load_chains, save_dataset, write_ca
-from genie_long.train import load_checkpoint
+from genie_long.learner import load_checkpoint
 
 PDB = FIXTURES / 'Kortemme-Lab__ddg' / '1BPI.pdb.gz'
 TRAIN = ['--batch', 2, '--crop', 24, '--device', 'cpu']

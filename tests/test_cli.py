@@ -106,7 +106,7 @@ def test_sparse_shared_train_sample(tmp_path):
 
 
 def test_curriculum_bf16_killed_and_resumed(tmp_path):
-    "Stage 3 options on the bundled data: a cosine curriculum in bf16, killed mid-run (SIGKILL), then resumed."
+    "Curriculum options on the bundled data: a cosine curriculum in bf16, killed mid-run (SIGKILL), then resumed."
     import time
     run_dir = tmp_path / 'cur'
     args = ['train', '--model', 'long', '--out', run_dir, '--crop', 48, '--min_crop', 16, '--batch', 2,
@@ -118,7 +118,7 @@ def test_curriculum_bf16_killed_and_resumed(tmp_path):
     time.sleep(2)
     proc.kill(); proc.wait()
     assert (run_dir / 'ckpt.pt').exists(), proc.stderr.read().decode()
-    from genie_long.train import load_checkpoint
+    from genie_long.learner import load_checkpoint
     final = load_checkpoint(run_dir / 'ckpt.pt')['step'] + 6   # however far the killed run got
     r = run(*args, '--steps', final, '--resume')
     assert r.returncode == 0, r.stderr

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from genie_long.train import load_checkpoint
+from genie_long.learner import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 EXE = shutil.which('genie-long') or pytest.fail('the genie-long script is not installed (pip install -e .)')
