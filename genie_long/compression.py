@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 import torch
 from torch import nn, Tensor
-from .reference import Linear, StructureMLP
+from .primitives import Linear, StructureMLP
 from .structure import FlashStructureNet, FlashStructureLayer
 
 # %% ../nbs/08_compression.ipynb #4d2ae30e

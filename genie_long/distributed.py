@@ -14,6 +14,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data.distributed import DistributedSampler
 from fastcore.basics import patch
 
+from .runtime import proc_status
 from .protein import collate_chains, LocalChain
 from .diffusion import GenieSchedule, q_sample, training_loss
 from .learner import TimeLimitCB, CancelFitException
@@ -431,11 +432,6 @@ def reduce_gradients(self: SequenceTensorParallel):
         if p.grad is not None: dist.all_reduce(p.grad, group=self.chain.group)
 
 # %% ../nbs/09_distributed.ipynb #4e1213b2
-def _vm(field: str) -> int:
-    "A memory figure of this process from /proc/self/status (VmRSS, VmHWM, …), in bytes."
-    with open('/proc/self/status') as f: line = next(l for l in f if l.startswith(field))
-    return int(line.split()[1]) * 1024
-
 def sequence_parallel_step(model: nn.Module, L: int, seed: int = 0, lr: float = 1e-4) -> dict:
     """Under `torchrun` (gloo or nccl): one train step of `model` (a `LongSequenceDenoiser`) on a random 3.8 Å chain of
     length L, its residues split over the ranks (one rank: the plain model). Returns `ranks`: every rank's peak RSS
@@ -446,13 +442,13 @@ def sequence_parallel_step(model: nn.Module, L: int, seed: int = 0, lr: float = 
     st = torch.randn(1, L, 3, generator=torch.Generator().manual_seed(seed))
     x0, mask = (3.8 * st / st.norm(dim=-1, keepdim=True)).cumsum(1), torch.ones(1, L)
     sp = SequenceTensorParallel(model) if world > 1 else None
-    base, t0, g = _vm('VmRSS'), time.perf_counter(), torch.Generator().manual_seed(seed + 1)
+    base, t0, g = proc_status('VmRSS'), time.perf_counter(), torch.Generator().manual_seed(seed + 1)
     loss = sp.training_loss(GenieSchedule(), x0, mask, g) if sp else training_loss(model, GenieSchedule(), x0, mask, g)
     opt.zero_grad()
     loss.backward()
     if sp: sp.reduce_gradients()
     opt.step()
-    mine = dict(rank=dist.get_rank(), peak_rss=_vm('VmHWM'), base_rss=base, step_s=time.perf_counter() - t0)
+    mine = dict(rank=dist.get_rank(), peak_rss=proc_status('VmHWM'), base_rss=base, step_s=time.perf_counter() - t0)
     ranks = [None] * world
     dist.all_gather_object(ranks, mine)
     return dict(L=L, processes=world, ranks=ranks)

@@ -17,7 +17,7 @@ from torch.utils.checkpoint import checkpoint
 from einops import rearrange, einsum, repeat
 from fastcore.basics import patch
 from .protein import check_prefix_mask, centre_coords, LocalChain, LOCAL_CHAIN
-from .reference import Linear, sinusoidal_encoding
+from .primitives import Linear, sinusoidal_encoding
 
 # %% ../nbs/01_factorized_pairs.ipynb #4ec4a492
 def reconstruct_pair(f_left: Tensor, f_right: Tensor, chunk: int | None = None) -> Tensor:

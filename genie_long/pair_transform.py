@@ -14,7 +14,7 @@ from torch.utils.checkpoint import checkpoint
 from einops import rearrange, einsum
 from fastcore.basics import patch
 from .protein import check_prefix_mask
-from .reference import Linear
+from .primitives import Linear
 from .factorized_pairs import mask_factors, _check_preset
 from .triangle_ops import (FactorizedTriangleMultiplicationOutgoing, FactorizedTriangleMultiplicationIncoming,
                                      ChunkedTriangleAttentionStartingNode, ChunkedTriangleAttentionEndingNode,

@@ -15,7 +15,7 @@ from torch.utils.checkpoint import checkpoint
 from einops import rearrange, einsum
 from fastcore.basics import patch
 from .protein import check_prefix_mask, centre_coords, LOCAL_CHAIN
-from .reference import PairFeatureNet, InvariantPointAttention, invert_apply_frames
+from .primitives import PairFeatureNet, InvariantPointAttention, invert_apply_frames
 from .structure import FlashStructureLayer, FlashStructureNet, MHCConfig, at_least_fp32, fp32_island
 
 # %% ../nbs/06_sparse_pairs.ipynb #95366f34

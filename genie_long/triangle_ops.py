@@ -16,7 +16,7 @@ from torch.utils.checkpoint import checkpoint
 from einops import rearrange, einsum, repeat
 from fastcore.basics import patch
 from .protein import check_prefix_mask, LOCAL_CHAIN
-from .reference import Linear
+from .primitives import Linear
 from .factorized_pairs import mask_factors, sdpa_padded, _check_preset
 
 # %% ../nbs/02_triangle_ops.ipynb #1776aa91

@@ -7,7 +7,8 @@ import torch
 import torch.distributed as dist
 
 from genie_long.diffusion import GenieSchedule, q_sample, eps_loss_sum
-from genie_long.reference import GenieDenoiser, reference_config, perturb_parameters_
+from genie_long.primitives import perturb_parameters_
+from genie_long.reference import GenieDenoiser, reference_config
 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 from genie_long.distributed import DistributedModelWrapper, GradientAccumulator, shutdown_distributed
 

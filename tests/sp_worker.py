@@ -10,7 +10,7 @@ import torch.distributed as dist
 from genie_long.denoiser import LongSequenceDenoiser, MemoryPlan, long_config
 from genie_long.diffusion import GenieSchedule, training_loss
 from genie_long.distributed import SequenceTensorParallel
-from genie_long.reference import perturb_parameters_
+from genie_long.primitives import perturb_parameters_
 
 CASES = {
     'plain': dict(L=21, kw=dict()),

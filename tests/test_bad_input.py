@@ -84,7 +84,7 @@ def test_prepare_rejects_bad_coordinates(tmp_path):
 
 
 def test_train_refuses_poisoned_dataset(tmp_path):
-    from genie_long.cli import bundled_dataset
+    from genie_long.run import bundled_dataset
     good = load_chains(bundled_dataset())[:5]
     save_dataset(good, tmp_path / 'd.npz')
     d = dict(np.load(tmp_path / 'd.npz'))
@@ -190,7 +190,7 @@ def test_interrupt_and_resume_is_exact(tmp_path, uninterrupted, sig, seed):
 
 
 def test_exported_checkpoint_is_not_resumed_but_can_start_a_run(tmp_path, small_run):
-    from genie_long.cli import export_model
+    from genie_long.run import export_model
     d = tmp_path / 'run'; d.mkdir()
     export_model(small_run, d / 'ckpt.pt')
     assert_user_error(run('train', '--out', d, '--steps', 9, '--resume', *TRAIN), 'weights only', '--init')

@@ -91,7 +91,7 @@ def test_long_model_train_sample(tmp_path):
 
 
 def test_sparse_shared_train_sample(tmp_path):
-    "Stage 4 options: the sparse long model with one structure layer shared by all depths trains, resumes and samples."
+    "Long-model options: the sparse model with one structure layer shared by all depths trains, resumes and samples."
     run_dir = tmp_path / 'sparse'
     args = ['train', '--model', 'long', '--pair_mode', 'sparse', '--sharing', 'universal', '--out', run_dir,
             '--batch', 2, '--crop', 32, '--device', 'cpu']
@@ -163,7 +163,7 @@ def test_plan():
 
 def test_evaluate(tmp_path):
     "Three real chains of the bundled set as CA-only PDBs, against three others as the training set: CSV, PNG, summary."
-    from genie_long.cli import bundled_dataset
+    from genie_long.run import bundled_dataset
     from genie_long.protein import load_chains, save_dataset, write_ca
     chains = [c for c in load_chains(bundled_dataset()) if 60 <= len(c) <= 120 and not len(c.breaks)]
     for c in chains[:3]: write_ca(c.coords, tmp_path / 'samples' / f"{c.name}_{c.chain_id}.pdb")
