@@ -293,7 +293,8 @@ def apply(self: MemoryPlan, model: nn.Module) -> nn.Module:
 
 # %% ../nbs/10_denoiser.ipynb #5fc445c2
 def model_dims(config: LongSequenceConfig) -> dict:
-    "Parameter count, trunk rank R_tot and Flash-IPA's padded head width d̃ of the model a config builds (on the meta device)."
+    """Parameter count, trunk rank R_tot and Flash-IPA's padded head width d̃ of the model a config builds
+    (on the meta device)."""
     key = repr(config)
     if key not in _DIMS:   # a plan asks for many estimates of one config
         with torch.device('meta'): m = LongSequenceDenoiser(config)
@@ -313,11 +314,21 @@ class MemoryEstimator:
     saves (k_tc instead of k_t) and its backward working set (w_t, measured on chunked layers; an unchunked layer's is
     taken as w_t k_t / k_tc). Checkpointed structure layers and refinement rank blocks are modelled the same way: saved
     boundaries plus the largest layer or block recomputed in backward ('recompute')."""
-    k_s: float = 23.19; k_f: float = 16.15; k_a: float = 5.77     # saved tensors per element (train), `calibrate_saved`
-    k_t: float = 72.67; k_tc: float = 14.09                        # ... of one pair-transform layer (plain, chunked), per L·R_tot·C
-    w_train: float = 0.0; w_sample: float = 8.10                  # working set of one layer, in units of L(H d̃ + R C), `calibrate_rss`
-    w_t: float = 0.0                                              # backward working set of a chunked pair-transform layer, per L·R_tot·C
-    runtime_train: float = 3.12e8; runtime_sample: float = 2.62e8 # bytes: interpreter, torch, allocator, `calibrate_rss`
+    # saved tensors per element (train), `calibrate_saved`
+    k_s: float = 23.19
+    k_f: float = 16.15
+    k_a: float = 5.77
+    # ... of one pair-transform layer (plain, chunked), per L·R_tot·C
+    k_t: float = 72.67
+    k_tc: float = 14.09
+    # working set of one layer, in units of L(H d̃ + R C), `calibrate_rss`
+    w_train: float = 0.0
+    w_sample: float = 8.10
+    # backward working set of a chunked pair-transform layer, per L·R_tot·C
+    w_t: float = 0.0
+    # bytes: interpreter, torch, allocator, `calibrate_rss`
+    runtime_train: float = 3.12e8
+    runtime_sample: float = 2.62e8
 
 # %% ../nbs/10_denoiser.ipynb #2faa150e
 @patch
@@ -334,12 +345,13 @@ def units(self: MemoryEstimator, config: LongSequenceConfig, L: int, batch: int 
 
 # %% ../nbs/10_denoiser.ipynb #249a75e4
 @patch
-def estimate(self: MemoryEstimator, config: LongSequenceConfig, L: int, batch: int = 1, mode: str = 'train', bytes_per_el: int = 4,
-             plan: MemoryPlan | None = None) -> dict:
+def estimate(self: MemoryEstimator, config: LongSequenceConfig, L: int, batch: int = 1, mode: str = 'train',
+             bytes_per_el: int = 4, plan: MemoryPlan | None = None) -> dict:
     "Bytes per component and 'total' for a train or sample step at length L with the savings of `plan` (none)."
     if mode not in ('train', 'sample'): raise ValueError(f"mode must be 'train' or 'sample', got {mode!r}")
     if config.pair_mode != 'factorized': raise ValueError("MemoryEstimator models pair_mode='factorized'")
-    c, p, b, dims = config, plan or MemoryPlan(), bytes_per_el, model_dims(config)     # builds the model on the meta device: once per call
+    # model_dims builds the model on the meta device: once per call
+    c, p, b, dims = config, plan or MemoryPlan(), bytes_per_el, model_dims(config)
     u = self.units(config, L, batch, dims)
     P, r = dims['parameters'], dims['rank_total']
     if mode == 'train':
@@ -386,10 +398,12 @@ def max_length(self: MemoryEstimator, config: LongSequenceConfig, budget: float,
 
 # %% ../nbs/10_denoiser.ipynb #7d380259
 def saved_bytes_by_component(model: LongSequenceDenoiser, L: int, batch: int = 1, seed: int = 0) -> dict:
-    "Bytes saved for backward by one training loss + backward at length L, split into 'ipa', 'pair_factors', 'pair_transform', 'single'."
-    groups = [(mod, 'ipa') for mod in model.modules() if isinstance(mod, FlashIPA)] + [(model.pair_feature_net, 'pair_factors'),
-                                                                                       (model.pair_transform_net, 'pair_transform')]
-    stack, totals, seen, handles = ['single'], {'single': 0, 'pair_factors': 0, 'pair_transform': 0, 'ipa': 0}, set(), []
+    """Bytes saved for backward by one training loss + backward at length L, split into 'ipa', 'pair_factors',
+    'pair_transform', 'single'."""
+    groups = [(mod, 'ipa') for mod in model.modules() if isinstance(mod, FlashIPA)] + [
+        (model.pair_feature_net, 'pair_factors'), (model.pair_transform_net, 'pair_transform')]
+    stack, totals, seen, handles = (['single'], {'single': 0, 'pair_factors': 0, 'pair_transform': 0, 'ipa': 0},
+                                    set(), [])
     def enter(name):
         def hook(module, args): stack.append(name)
         return hook
@@ -400,8 +414,10 @@ def saved_bytes_by_component(model: LongSequenceDenoiser, L: int, batch: int = 1
     def pack(t):
         ptr = t.untyped_storage().data_ptr()
         key = (ptr, t.storage_offset(), tuple(t.shape))
-        if ptr not in params and key not in seen:  # weights saved by an op are the parameters themselves: no extra memory
-            seen.add(key); totals[stack[-1]] += t.numel() * t.element_size()
+        # weights saved by an op are the parameters themselves: no extra memory
+        if ptr not in params and key not in seen:
+            seen.add(key)
+            totals[stack[-1]] += t.numel() * t.element_size()
         return t
     g = torch.Generator().manual_seed(seed)
     x0 = torch.randn(batch, L, 3, generator=g).cumsum(1) * 2.2
@@ -421,7 +437,8 @@ def calibrate_saved(config: LongSequenceConfig, lengths=(64, 128, 256), pair_chu
     torch.manual_seed(0)
     model, est, ks = MemoryPlan(pair_chunk=pair_chunk).apply(LongSequenceDenoiser(config)), MemoryEstimator(), {}
     meas = [saved_bytes_by_component(model, L) for L in lengths]
-    names = (('single', 'k_s'), ('pair_factors', 'k_f'), ('pair_transform', 'k_tc' if pair_chunk else 'k_t'), ('ipa', 'k_a'))
+    names = (('single', 'k_s'), ('pair_factors', 'k_f'), ('pair_transform', 'k_tc' if pair_chunk else 'k_t'),
+             ('ipa', 'k_a'))
     for comp, k in names:
         u = np.array([est.units(config, L)[comp] * 4 for L in lengths], float)
         if not u.any(): continue                 # the component is absent (e.g. no pair-transform layers)
@@ -476,7 +493,8 @@ def measure_peak_rss(config: LongSequenceConfig, L: int, mode: str = 'train', pi
     """Peak RSS (bytes) of a fresh process that builds the model, applies `plan` and runs one step of `mode` at length
     L; with `pin`, glibc's mmap threshold is pinned first (`pin_mmap_threshold`), as `genie-long bench` does."""
     code = (("from genie_long.runtime import pin_mmap_threshold\npin_mmap_threshold()\n" if pin else "") +
-            f"import torch\nfrom genie_long.denoiser import LongSequenceDenoiser, LongSequenceConfig, MemoryPlan, make_step\n"
+            f"import torch\n"
+            f"from genie_long.denoiser import LongSequenceDenoiser, LongSequenceConfig, MemoryPlan, make_step\n"
             f"torch.manual_seed(0)\nm = LongSequenceDenoiser(LongSequenceConfig(**{asdict(config)!r}))\n"
             f"MemoryPlan(**{asdict(plan or MemoryPlan())!r}).apply(m)\n"
             f"make_step(m, {L}, {mode!r})()\n")
@@ -536,7 +554,9 @@ class DenseMemoryEstimator:
     "Peak bytes of a dense sampling step: (runtime + parameters + k·4L²·widest phase's planes)·(1 + headroom)."
     # k: RSS per counted byte; runtime: bytes; headroom: glibc's default allocator over a pinned mmap threshold. All
     # three are `fit` to the peak RSS of fresh processes in nbs/bench/cpu_dense_memory.csv (calibration in 10_denoiser)
-    k: float = 1.0053; runtime: float = 3.074e8; headroom: float = 0.11
+    k: float = 1.0053
+    runtime: float = 3.074e8
+    headroom: float = 0.11
 
 # %% ../nbs/10_denoiser.ipynb #f83fbc7a
 @patch
@@ -583,7 +603,8 @@ def fit(cls: DenseMemoryEstimator, rows: list[dict]) -> 'DenseMemoryEstimator':
 class DoesNotFit(ValueError): "No memory plan fits the budget (the message names the longest chain that would)."
 
 def device_budget_gb(device=None, fraction: float = 0.85) -> float:
-    "What a plan may use on `device`: `fraction` of the memory available there now (GB, 10⁹ B), for the estimate's error."
+    """What a plan may use on `device`: `fraction` of the memory available there now (GB, 10⁹ B), for the estimate's
+    error."""
     return fraction * available_memory_gb(device)
 
 def _estimator(config):
@@ -594,7 +615,8 @@ def _estimator(config):
 
 # %% ../nbs/10_denoiser.ipynb #ad06d12a
 def plan_need_gb(model, L: int, plan: MemoryPlan, *, mode: str = 'train', batch: int = 1) -> float | None:
-    "The estimated peak (GB) of a `mode` step of `model` (or its config) with `plan`; None where no estimator models it."
+    """The estimated peak (GB) of a `mode` step of `model` (or its config) with `plan`; None where no estimator
+    models it."""
     config = getattr(model, 'config', model)
     est = _estimator(config)
     if est is None or (isinstance(est, DenseMemoryEstimator) and mode == 'train'): return None
@@ -656,7 +678,8 @@ class MemoryPlanCB(Callback):
 # %% ../nbs/10_denoiser.ipynb #41c4ff67
 def loglog_slope(ls, ys) -> float:
     "Least-squares slope of log(y) against log(L)."
-    return float(np.polyfit(np.log(np.asarray(ls, float)), np.log(np.asarray(ys, float)), 1)[0]) if len(ls) >= 2 else float('nan')
+    return (float(np.polyfit(np.log(np.asarray(ls, float)), np.log(np.asarray(ys, float)), 1)[0])
+            if len(ls) >= 2 else float('nan'))
 
 # %% ../nbs/10_denoiser.ipynb #5967b76d
 def bench_summary(rows: list[dict]) -> dict:
@@ -674,7 +697,8 @@ def bench_summary(rows: list[dict]) -> dict:
         base = models[0]
         for m in models[1:]:
             for L in sorted(set(by[base]) & set(by[m])):
-                summary['ratios'].append({'mode': mode, 'L': L, 'vs': m, 'memory_ratio': by[base][L]['peak_rss'] / by[m][L]['peak_rss'],
+                summary['ratios'].append({'mode': mode, 'L': L, 'vs': m,
+                                          'memory_ratio': by[base][L]['peak_rss'] / by[m][L]['peak_rss'],
                                           'time_ratio': by[base][L]['median_s'] / by[m][L]['median_s']})
     return summary
 
@@ -687,15 +711,22 @@ def plot_bench(rows: list[dict], png_path=None):
     for (m, mode) in dict.fromkeys((r['model'], r['mode']) for r in ok):
         rs = sorted((r for r in ok if r['model'] == m and r['mode'] == mode), key=lambda r: r['L'])
         ls = [r['L'] for r in rs]
-        style = dict(marker='o', ls='-' if mode == 'train' else '--', label=f"{m} {mode} (slope {loglog_slope(ls, [r['peak_rss'] for r in rs]):.2f})")
+        style = dict(marker='o', ls='-' if mode == 'train' else '--',
+                     label=f"{m} {mode} (slope {loglog_slope(ls, [r['peak_rss'] for r in rs]):.2f})")
         axes[0].plot(ls, [r['peak_rss'] / 2**30 for r in rs], **style)
         axes[1].plot(ls, [r['median_s'] for r in rs], **{**style, 'label': f"{m} {mode}"})
     for ax, yl in zip(axes, ['peak RSS (GB)', 'median step time (s)']):
-        ax.set_xscale('log', base=2); ax.set_yscale('log'); ax.set_xlabel('L (residues)'); ax.set_ylabel(yl)
+        ax.set_xscale('log', base=2)
+        ax.set_yscale('log')
+        ax.set_xlabel('L (residues)')
+        ax.set_ylabel(yl)
         ax.grid(alpha=0.3, which='both')
         if ax.lines: ax.legend(fontsize=8)
-    fig.suptitle('batch 1, fresh process per point'); fig.tight_layout()
-    if png_path is not None: fig.savefig(png_path, dpi=120); plt.close(fig)
+    fig.suptitle('batch 1, fresh process per point')
+    fig.tight_layout()
+    if png_path is not None:
+        fig.savefig(png_path, dpi=120)
+        plt.close(fig)
     return fig
 
 # %% ../nbs/10_denoiser.ipynb #42f0c3b8
