@@ -607,9 +607,9 @@ def device_budget_gb(device=None, fraction: float = 0.85) -> float:
     error."""
     return fraction * available_memory_gb(device)
 
-def _estimator(config):
-    "The estimator that models `config`, or None."
-    if isinstance(config, ReferenceConfig): return DenseMemoryEstimator()
+def _estimator(config, mode: str):
+    "The estimator that models a `mode` step of `config`, or None (the dense estimator models sampling only)."
+    if isinstance(config, ReferenceConfig): return DenseMemoryEstimator() if mode == 'sample' else None
     if isinstance(config, LongSequenceConfig) and config.pair_mode == 'factorized': return MemoryEstimator()
     return None
 
@@ -618,8 +618,8 @@ def plan_need_gb(model, L: int, plan: MemoryPlan, *, mode: str = 'train', batch:
     """The estimated peak (GB) of a `mode` step of `model` (or its config) with `plan`; None where no estimator
     models it."""
     config = getattr(model, 'config', model)
-    est = _estimator(config)
-    if est is None or (isinstance(est, DenseMemoryEstimator) and mode == 'train'): return None
+    est = _estimator(config, mode)
+    if est is None: return None
     kw = {'plan': plan} if isinstance(est, MemoryEstimator) else {}
     return est.estimate(config, L, batch, mode, **kw)['total'] / 1e9
 
@@ -630,16 +630,17 @@ def plan_memory(model, L: int, *, mode: str = 'train', batch: int = 1, max_batch
     if mode not in ('train', 'sample'): raise ValueError(f"mode must be 'train' or 'sample', got {mode!r}")
     config = getattr(model, 'config', model)
     budget = memory_gb if memory_gb is not None else device_budget_gb(device)
-    if plan_need_gb(config, L, MemoryPlan(), mode=mode) is None:   # no estimator: the rule the bench measured
+    est = _estimator(config, mode)
+    if est is None:   # no estimator: the rule the bench measured
         lean = mode == 'train' and getattr(config, 'pair_mode', None) == 'sparse' and L >= 256
         return replace(MemoryPlan.lean() if lean else MemoryPlan(), batch=max_batch or batch, budget_gb=budget)
-    ladder = MemoryPlan.ladder() if isinstance(_estimator(config), MemoryEstimator) else [MemoryPlan()]
+    ladder = MemoryPlan.ladder() if isinstance(est, MemoryEstimator) else [MemoryPlan()]
     need = lambda plan, b: plan_need_gb(config, L, plan, mode=mode, batch=b)
     if max_batch is not None:
         batch = next((b for b in range(max_batch, 0, -1) if need(ladder[-1], b) <= budget), 1)
     for plan in ladder:
         if (gb := need(plan, batch)) <= budget: return replace(plan, batch=batch, need_gb=gb, budget_gb=budget)
-    longest = _estimator(config).max_length(config, budget * 1e9, batch, mode)
+    longest = est.max_length(config, budget * 1e9, batch, mode)
     s = 's' if batch > 1 else ''
     raise DoesNotFit(f"a {mode} step of {batch} chain{s} of {L} residues needs about {gb:.1f} GB even with every "
                      f"saving, and the budget is {budget:.1f} GB: the longest chain that fits is {longest} residues"
