@@ -8,12 +8,12 @@ __all__ = ['SHARING', 'CheckpointConfig', 'available_memory_gb', 'sharing_schedu
 
 # %% ../nbs/08_compression.ipynb #db6b85c9
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Sequence
 import torch
 from torch import nn, Tensor
 from .primitives import Linear, StructureMLP
-from .structure import FlashStructureNet, FlashStructureLayer
+from .structure import FlashStructureNet, FlashStructureLayer, FlashStructureConfig
 
 # %% ../nbs/08_compression.ipynb #4d2ae30e
 @dataclass
@@ -149,23 +149,17 @@ class _Residual(nn.Module):
 
 # %% ../nbs/08_compression.ipynb #3b1f9269
 class CompressedStructureNet(FlashStructureNet):
-    """`FlashStructureNet` with cross-layer weight sharing: `sharing` in {'none', 'universal', 'alternating',
-    'block'} over `n_layers` layers (blocks of `block_size`), the mHC maps kept per depth; `bottleneck_ratio=r` runs
-    each transition MLP at width c_s / r inside a `BottleneckLayer`. Other keyword arguments are
-    `FlashStructureNet`'s."""
-    def __init__(self, sharing: str = "none", n_layers: int | None = None, block_size: int = 4,
-                 bottleneck_ratio: int | None = None, **kwargs):
-        n_layer = kwargs.pop("n_layer", None)
-        if n_layers is not None and n_layer is not None and n_layers != n_layer:
-            raise ValueError(f"n_layers={n_layers} and n_layer={n_layer} disagree: pass one of them")
-        n = next((v for v in (n_layers, n_layer) if v is not None), 5)
-        sharing_schedule(sharing, n, block_size)        # validate before building the layers
-        super().__init__(n_layer=n, **kwargs)
-        self.sharing, self.n_layers, self.block_size, self.bottleneck_ratio = sharing, n, block_size, bottleneck_ratio
+    """`FlashStructureNet` with cross-layer weight sharing by `config.sharing` ('none', 'universal', 'alternating',
+    'block' in blocks of `config.sharing_block_size`), the mHC maps kept per depth; `bottleneck_ratio=r` runs each
+    transition MLP at width c_s / r inside a `BottleneckLayer`. Other keyword arguments are `FlashStructureNet`'s."""
+    def __init__(self, *, config: FlashStructureConfig, bottleneck_ratio: int | None = None, **kwargs):
+        schedule = sharing_schedule(config.sharing, config.n_layer, config.sharing_block_size)   # validate first
+        super().__init__(config=replace(config, sharing="none"), **kwargs)                      # untied layers
+        self.config, self.sharing, self.schedule = config, config.sharing, schedule
+        self.bottleneck_ratio = bottleneck_ratio
         if bottleneck_ratio is not None:
             for layer in self.layers: self._bottleneck_transition(layer, bottleneck_ratio)
-        self.schedule = sharing_schedule(sharing, n, block_size)
-        share_layers(self.layers, sharing, block_size, keep=("mhc_",))
+        share_layers(self.layers, config.sharing, config.sharing_block_size, keep=("mhc_",))
 
     def _bottleneck_transition(self, layer: FlashStructureLayer, r: int):
         "Swap each transition MLP of `layer` for BottleneckLayer(c_s, r, StructureMLP(c_s / r), residual=False)."

@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_denoiser.ipynb #24a9c509
 from __future__ import annotations
-from dataclasses import dataclass, field, fields, asdict, astuple, replace
+from dataclasses import dataclass, field, asdict, replace
 import functools, math
 import warnings
 from fastcore.basics import patch
@@ -15,108 +15,84 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from .protein import frenet_frames, LOCAL_CHAIN
 from .learner import Callback
-from .primitives import SingleFeatureNet
+from .primitives import (SingleFeatureNet, PairTransformConfig, override, config_from_dict, GENIE_FIELDS,
+                                   nest_flat)
 from .reference import GenieDenoiser, ReferenceConfig, check_denoiser_inputs
 from .runtime import peak_rss_subprocess
-from .factorized_pairs import FactorizedPairFeatureNet, AdaptiveFactorizationRank
+from .factorized_pairs import FactorizedPairFeatureNet, AdaptiveFactorizationRank, PairFeatureConfig
 from .pair_transform import FactorizedPairTransformNet
-from .structure import FlashStructureNet, FlashIPA, MHCConfig
+from .structure import FlashStructureNet, FlashIPA, MHCConfig, FlashStructureConfig
 from .diffusion import GenieSchedule, training_loss
-from .sparse_pairs import SparseKNNPairSelector, SparsePairFeatureNet, SparseStructureNet
+from .sparse_pairs import SparseKNNPairSelector, SparsePairFeatureNet, SparseStructureNet, SparseConfig
 from .compression import (CompressedStructureNet, share_layers, sharing_schedule,
                                     available_memory_gb)
 
 # %% auto #0
-__all__ = ['LONG_SIZES', 'RETIRED_FIELDS', 'LongSequenceConfig', 'long_config', 'LongSequenceDenoiser', 'MemoryPlan',
-           'model_dims', 'MemoryEstimator', 'saved_bytes_by_component', 'calibrate_saved', 'make_step', 'is_view_op',
-           'count_aten_ops', 'measure_peak_rss', 'calibrate_rss', 'dense_pair_widths', 'DenseMemoryEstimator',
-           'DoesNotFit', 'device_budget_gb', 'plan_need_gb', 'plan_memory', 'LengthPlanner', 'MemoryPlanCB',
-           'loglog_slope', 'bench_summary', 'plot_bench', 'read_bench']
+__all__ = ['TINY_SIZES', 'SMALL_SIZES', 'LONG_SIZES', 'RETIRED_FIELDS', 'FLAT_FIELDS', 'LongSequenceConfig', 'long_config',
+           'LongSequenceDenoiser', 'MemoryPlan', 'model_dims', 'MemoryEstimator', 'saved_bytes_by_component',
+           'calibrate_saved', 'make_step', 'is_view_op', 'count_aten_ops', 'measure_peak_rss', 'calibrate_rss',
+           'dense_pair_widths', 'DenseMemoryEstimator', 'DoesNotFit', 'device_budget_gb', 'plan_need_gb', 'plan_memory',
+           'LengthPlanner', 'MemoryPlanCB', 'loglog_slope', 'bench_summary', 'plot_bench', 'read_bench']
 
 # %% ../nbs/10_denoiser.ipynb #4a4aa9b1
-@dataclass
+@dataclass(kw_only=True)
 class LongSequenceConfig:
-    "Sizes of `LongSequenceDenoiser`; defaults are Genie 1's channel sizes with rank 8."
+    "Sizes of `LongSequenceDenoiser`: shared widths, two choices of architecture, and a sub-config per part."
     c_s: int = 128
     c_p: int = 128
     c_pos_emb: int = 128
     c_timestep_emb: int = 128
     n_timestep: int = 1000
-    pos_emb_max_len: int = 4096
-    rank: int = 8                        # R_s (exact) or R (design)
-    preset: str = "exact"
-    # "factorized" | "sparse" (06: k-NN edges, no pair trunk) | "dense" (the 00b reference)
-    pair_mode: str = "factorized"
-    n_refine_layers: int = 2
-    n_pair_transform_layer: int = 5      # Genie's 5 pair-transform layers, on the factors (0: none)
-    include_tri_att: bool = False        # Genie ships without triangle attention, and so does the dense reference
-    c_hidden_mul: int = 128              # C_h of the triangle multiplicative updates
-    c_hidden_tri_att: int = 32           # per head, pair-biased attention (if included)
-    n_head_tri: int = 4
-    tri_dropout: float = 0.25
-    pair_transition_n: int = 4
-    relpos_freqs: int = 4
-    template: str = "pooled"
-    template_rank: int = 4
-    chunk_size: int = 64                 # template partner chunk
-    c_ipa_pair: int | None = None        # C' (None: max(4, 128 // R_tot))
-    c_hidden_ipa: int = 16
-    n_head_ipa: int = 12
-    n_qk_point: int = 4
-    n_v_point: int = 8
-    n_structure_layer: int = 5
-    n_structure_transition_layer: int = 1
-    ipa_dropout: float = 0.1
-    structure_transition_dropout: float = 0.1
-    ipa_relpos: str | None = "fourier"
-    n_ipa_relpos_freq: int = 16
-    ipa_chunk_size: int | None = None    # query chunks of the IPA call (None: one call)
-    use_mhc: bool = True
-    mhc: MHCConfig = field(default_factory=MHCConfig)
-    # pair_mode="sparse": neighbours per residue (hybrid selection: k = 32, window w = 3)
-    sparse_k: int = 32
-    sparse_strategy: str = "hybrid"
-    sparse_local_window: int = 3
-    sparse_chunk_size: int | None = 512  # query residues per sparse-IPA block (recomputed in backward)
-    sharing: str = "none"                # structure-layer weight sharing (08): none | universal | alternating | block
-    sharing_block_size: int = 4          # M, repeats per block for sharing="block"
+    pos_emb_max_len: int = 4096          # N_pos: positions encoded on a fixed range, whatever the padding
+    preset: str = "exact"                # exact factorisations of Genie's pair terms, or "design" (01)
+    pair_mode: str = "factorized"        # or "sparse" (06: k-NN edges, no pair trunk), "dense" (the 00b reference)
+    pairs: PairFeatureConfig = field(default_factory=PairFeatureConfig)
+    trunk: PairTransformConfig = field(default_factory=PairTransformConfig)
+    structure: FlashStructureConfig = field(default_factory=FlashStructureConfig)
+    sparse: SparseConfig = field(default_factory=SparseConfig)
 
     def __post_init__(self):
-        if isinstance(self.mhc, dict): self.mhc = MHCConfig(**self.mhc)  # from a checkpoint's asdict()
         if self.preset not in ("exact", "design"):
             raise ValueError(f"preset must be 'exact' or 'design', got {self.preset!r}")
         if self.pair_mode not in ("factorized", "sparse", "dense"):
             raise ValueError(f"pair_mode must be 'factorized', 'sparse' or 'dense', got {self.pair_mode!r}")
-        if self.sparse_strategy not in SparseKNNPairSelector.strategies:
-            raise ValueError(f"sparse_strategy must be one of {SparseKNNPairSelector.strategies}, "
-                             f"got {self.sparse_strategy!r}")
-        if self.rank < 1: raise ValueError(f"rank must be ≥ 1, got {self.rank}")
-        sharing_schedule(self.sharing, self.n_structure_layer, self.sharing_block_size)   # raises on a bad scheme
+        s = self.structure
+        sharing_schedule(s.sharing, s.n_layer, s.sharing_block_size)   # raises on a bad scheme
 
 # %% ../nbs/10_denoiser.ipynb #b38a240f
+TINY_SIZES = dict(c_s=32, c_p=16, c_pos_emb=32, c_timestep_emb=32, pairs=dict(rank=4, n_refine_layers=1),
+                  trunk=dict(n_layer=1, c_hidden_mul=16, c_hidden_tri_att=8, n_head_tri=2, transition_n=2),
+                  structure=dict(n_layer=2, c_hidden_ipa=8, n_head_ipa=4, n_v_point=4, n_relpos_freq=8))
+SMALL_SIZES = dict(c_s=64, c_p=32, c_pos_emb=64, c_timestep_emb=64, pairs=dict(rank=4, n_refine_layers=1),
+                   trunk=dict(n_layer=2, c_hidden_mul=32, c_hidden_tri_att=16, n_head_tri=2, transition_n=2),
+                   structure=dict(n_layer=4, c_hidden_ipa=16, n_head_ipa=8, n_relpos_freq=8))
+
 @patch(cls_method=True)
 def genie(cls: LongSequenceConfig, **overrides) -> "LongSequenceConfig":
-    "Genie 1's channel and layer sizes, factorised."
-    return cls(**overrides)
+    "Genie 1's channel and layer sizes, factorised; `overrides` as in `override`."
+    return override(cls(), **overrides)
 
 @patch(cls_method=True)
 def tiny(cls: LongSequenceConfig, **overrides) -> "LongSequenceConfig":
     "Small sizes for tests and CPU demos; same architecture."
-    kw = dict(c_s=32, c_p=16, c_pos_emb=32, c_timestep_emb=32, rank=4, n_refine_layers=1, n_pair_transform_layer=1,
-              c_hidden_mul=16, c_hidden_tri_att=8, n_head_tri=2, pair_transition_n=2, c_hidden_ipa=8,
-              n_head_ipa=4, n_v_point=4, n_structure_layer=2, n_ipa_relpos_freq=8)
-    return cls(**{**kw, **overrides})
+    return override(override(cls(), **TINY_SIZES), **overrides)
+
+@patch(cls_method=True)
+def small(cls: LongSequenceConfig, **overrides) -> "LongSequenceConfig":
+    "Between `tiny` and `genie`: twice tiny's widths and layers, for models trained on a few CPU cores."
+    return override(override(cls(), **SMALL_SIZES), **overrides)
 
 @patch(cls_method=True)
 def from_length(cls: LongSequenceConfig, L: int, **overrides) -> "LongSequenceConfig":
     "Genie sizes with the factorisation rank `AdaptiveFactorizationRank` gives length `L` (16 up to 256 residues, ...)."
-    return cls(**{'rank': AdaptiveFactorizationRank().get_rank(L), **overrides})
+    return override(cls(pairs=PairFeatureConfig(rank=AdaptiveFactorizationRank().get_rank(L))), **overrides)
 
 # %% ../nbs/10_denoiser.ipynb #5c4dcee2
-LONG_SIZES = {"tiny": LongSequenceConfig.tiny, "genie": LongSequenceConfig.genie}
+LONG_SIZES = {"tiny": LongSequenceConfig.tiny, "small": LongSequenceConfig.small, "genie": LongSequenceConfig.genie}
 
 def long_config(size: str = "genie", L: int | None = None, **overrides) -> LongSequenceConfig:
-    """The named size ('tiny' or 'genie') with optional field overrides. Given a working length `L`, the `genie` size
+    """The named size ('tiny', 'small' or 'genie') with `overrides` as in `override`, e.g.
+    `long_config('tiny', pair_mode='sparse', structure=dict(n_layer=4))`. Given a working length `L`, the `genie` size
     takes its rank from `AdaptiveFactorizationRank` (the rank is part of the architecture: it sets the weights)."""
     if size not in LONG_SIZES: raise ValueError(f"unknown size {size!r}; choose one of {sorted(LONG_SIZES)}")
     if L is not None and size == 'genie': return LongSequenceConfig.from_length(L, **overrides)
@@ -125,16 +101,24 @@ def long_config(size: str = "genie", L: int | None = None, **overrides) -> LongS
 # %% ../nbs/10_denoiser.ipynb #b3d726c8
 # memory switches that older versions kept in the config: a built model's `MemoryPlan` now
 RETIRED_FIELDS = ('rank_chunk', 'checkpoint_structure', 'checkpoint_pair_transform', 'pair_chunk_size')
+FLAT_FIELDS = {   # the flat fields of older versions → their place in the nested config
+    **GENIE_FIELDS,
+    **{k: f"pairs.{k}" for k in ('rank', 'n_refine_layers', 'relpos_freqs', 'template', 'template_rank')},
+    'chunk_size': 'pairs.template_chunk', 'c_ipa_pair': 'structure.c_ipa_pair', 'ipa_relpos': 'structure.relpos',
+    'n_ipa_relpos_freq': 'structure.n_relpos_freq', 'ipa_chunk_size': 'structure.ipa_chunk', 'mhc': 'structure.mhc',
+    'sharing': 'structure.sharing', 'sharing_block_size': 'structure.sharing_block_size', 'sparse_k': 'sparse.k',
+    'sparse_strategy': 'sparse.strategy', 'sparse_local_window': 'sparse.local_window',
+    'sparse_chunk_size': 'sparse.chunk'}
 
 @patch(cls_method=True)
 def from_dict(cls: LongSequenceConfig, d: dict) -> "LongSequenceConfig":
-    """The config a checkpoint describes (`asdict` of this class). Fields of older versions that were memory
-    switches (now a `MemoryPlan`, decided per run) are dropped; any other unknown field is an error naming it."""
+    "The config a checkpoint describes: a nested `asdict` of this class, or the flat fields of older versions."
     d = {k: v for k, v in d.items() if k not in RETIRED_FIELDS}
-    if isinstance(d.get('mhc'), dict): d['mhc'] = {k: v for k, v in d['mhc'].items() if k != 'saved_per_element'}
-    unknown = sorted(set(d) - {f.name for f in fields(cls)})
-    if unknown: raise ValueError(f"unknown config field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}")
-    return cls(**d)
+    if d.pop('use_mhc', True) is False: d['mhc'] = None
+    d = nest_flat(d, FLAT_FIELDS)
+    mhc = d.get('structure', {}).get('mhc')
+    if isinstance(mhc, dict): d['structure']['mhc'] = {k: v for k, v in mhc.items() if k != 'saved_per_element'}
+    return config_from_dict(cls, d)
 
 # %% ../nbs/10_denoiser.ipynb #3fa2f4f8
 class LongSequenceDenoiser(nn.Module):
@@ -159,46 +143,32 @@ class LongSequenceDenoiser(nn.Module):
 @patch
 def _build_dense(self: LongSequenceDenoiser, c: LongSequenceConfig):
     "The 00b reference at the sizes of `c`."
-    self.dense = GenieDenoiser(ReferenceConfig(
-        c_s=c.c_s, c_p=c.c_p, c_pos_emb=c.c_pos_emb, c_timestep_emb=c.c_timestep_emb, n_timestep=c.n_timestep,
-        n_pair_transform_layer=c.n_pair_transform_layer, include_tri_att=c.include_tri_att,
-        c_hidden_mul=c.c_hidden_mul, c_hidden_tri_att=c.c_hidden_tri_att, n_head_tri=c.n_head_tri,
-        tri_dropout=c.tri_dropout, pair_transition_n=c.pair_transition_n, n_structure_layer=c.n_structure_layer,
-        c_hidden_ipa=c.c_hidden_ipa, n_head_ipa=c.n_head_ipa, n_qk_point=c.n_qk_point, n_v_point=c.n_v_point,
-        ipa_dropout=c.ipa_dropout, n_structure_transition_layer=c.n_structure_transition_layer,
-        structure_transition_dropout=c.structure_transition_dropout))
+    self.dense = GenieDenoiser(ReferenceConfig(c_s=c.c_s, c_p=c.c_p, c_pos_emb=c.c_pos_emb,
+                                               c_timestep_emb=c.c_timestep_emb, n_timestep=c.n_timestep,
+                                               trunk=c.trunk, structure=c.structure))
 
 @patch
 def _build_sparse(self: LongSequenceDenoiser, c: LongSequenceConfig):
     "06_sparse_pairs: Genie's pair features on k-NN edges of x_t, sparse IPA, no pair trunk."
-    self.selector = SparseKNNPairSelector(c.sparse_k, c.sparse_strategy, True, c.sparse_local_window)
+    s = c.sparse
+    self.selector = SparseKNNPairSelector(k=s.k, strategy=s.strategy, include_all_local=True,
+                                          local_window=s.local_window)
     self.edge_feature_net = SparsePairFeatureNet(c.c_s, c.c_p)
-    self.structure_net = SparseStructureNet(
-        c.c_s, c.c_p, c.c_hidden_ipa, c.n_head_ipa, c.n_qk_point, c.n_v_point, c.n_structure_layer, c.ipa_dropout,
-        c.n_structure_transition_layer, c.structure_transition_dropout, c.use_mhc, c.mhc, c.sparse_chunk_size)
-    if c.sharing != "none":  # tie the layers in place (mHC maps stay per depth), as CompressedStructureNet does
-        share_layers(self.structure_net.layers, c.sharing, c.sharing_block_size)
-        self.structure_net.sharing = c.sharing
+    self.structure_net = SparseStructureNet(c_s=c.c_s, c_p=c.c_p, config=c.structure, sparse=s)
+    if c.structure.sharing != "none":  # tie the layers in place (mHC maps stay per depth), as CompressedStructureNet
+        share_layers(self.structure_net.layers, c.structure.sharing, c.structure.sharing_block_size)
+        self.structure_net.sharing = c.structure.sharing
 
 # %% ../nbs/10_denoiser.ipynb #b0bd16cd
 @patch
 def _build_factorized(self: LongSequenceDenoiser, c: LongSequenceConfig):
-    "Factor features, the factor pair transform and Flash-IPA (shared layers with `c.sharing`)."
-    self.pair_feature_net = FactorizedPairFeatureNet(
-        c.c_s, c.c_p, c.rank, c.preset, c.n_refine_layers, c.pos_emb_max_len, c.relpos_freqs, c.template,
-        c.chunk_size, c.template_rank)
-    self.pair_transform_net = FactorizedPairTransformNet(
-        c.c_p, self.pair_feature_net.rank_total, c.n_pair_transform_layer, c.preset, c.include_tri_att,
-        c.c_hidden_mul, c.n_head_tri, c.c_hidden_tri_att, tri_dropout=c.tri_dropout,
-        pair_transition_n=c.pair_transition_n)
-    kw = dict(c_s=c.c_s, c_p=c.c_p, rank=self.pair_feature_net.rank_total, c_ipa_pair=c.c_ipa_pair,
-              c_hidden_ipa=c.c_hidden_ipa, n_head_ipa=c.n_head_ipa, n_qk_point=c.n_qk_point, n_v_point=c.n_v_point,
-              n_layer=c.n_structure_layer, ipa_dropout=c.ipa_dropout,
-              n_transition_layer=c.n_structure_transition_layer, transition_dropout=c.structure_transition_dropout,
-              use_mhc=c.use_mhc, mhc=c.mhc, ipa="flash", relpos=c.ipa_relpos, n_relpos_freq=c.n_ipa_relpos_freq,
-              relpos_max_len=c.pos_emb_max_len, chunk_size=c.ipa_chunk_size)
-    self.structure_net = (FlashStructureNet(**kw) if c.sharing == "none" else
-                          CompressedStructureNet(sharing=c.sharing, block_size=c.sharing_block_size, **kw))
+    "Factor features, the factor pair transform and Flash-IPA (shared layers with `c.structure.sharing`)."
+    self.pair_feature_net = FactorizedPairFeatureNet(c_s=c.c_s, c_p=c.c_p, config=c.pairs, preset=c.preset,
+                                                     n_pos=c.pos_emb_max_len)
+    r = self.pair_feature_net.rank_total
+    self.pair_transform_net = FactorizedPairTransformNet(c_p=c.c_p, rank=r, config=c.trunk, preset=c.preset)
+    net = FlashStructureNet if c.structure.sharing == "none" else CompressedStructureNet
+    self.structure_net = net(c_s=c.c_s, c_p=c.c_p, rank=r, config=c.structure, n_pos=c.pos_emb_max_len)
 
 @patch(as_prop=True)
 def rank_total(self: LongSequenceDenoiser) -> int: return self.pair_feature_net.rank_total
@@ -334,14 +304,14 @@ class MemoryEstimator:
 @patch
 def units(self: MemoryEstimator, config: LongSequenceConfig, L: int, batch: int = 1, dims: dict | None = None) -> dict:
     "Elements per component before the k factors (`dims`: `model_dims(config)`, if already at hand)."
-    c, d = config, dims or model_dims(config)
-    r, w, n = d['rank_total'], d['ipa_width'], (config.mhc.n_streams if config.use_mhc else 1)
-    return {'single': n * L * c.c_s * c.n_structure_layer * batch,
-            'pair_factors': L * r * c.c_p * (c.n_refine_layers + 1) * batch,
-            'pair_transform': L * r * c.c_p * c.n_pair_transform_layer * batch,
-            'pair_layer': L * r * c.c_p * batch * (c.n_pair_transform_layer > 0),
-            'ipa': L * c.n_head_ipa * w * c.n_structure_layer * batch,
-            'layer': L * (c.n_head_ipa * w + r * c.c_p) * batch}
+    c, s, d = config, config.structure, dims or model_dims(config)
+    r, w, n = d['rank_total'], d['ipa_width'], (s.mhc.n_streams if s.mhc else 1)
+    return {'single': n * L * c.c_s * s.n_layer * batch,
+            'pair_factors': L * r * c.c_p * (c.pairs.n_refine_layers + 1) * batch,
+            'pair_transform': L * r * c.c_p * c.trunk.n_layer * batch,
+            'pair_layer': L * r * c.c_p * batch * (c.trunk.n_layer > 0),
+            'ipa': L * s.n_head_ipa * w * s.n_layer * batch,
+            'layer': L * (s.n_head_ipa * w + r * c.c_p) * batch}
 
 # %% ../nbs/10_denoiser.ipynb #249a75e4
 @patch
@@ -363,12 +333,12 @@ def estimate(self: MemoryEstimator, config: LongSequenceConfig, L: int, batch: i
         # those recomputations happen one after the other, so only the largest counts towards the peak
         redo = {}
         if p.checkpoint_structure:
-            redo['structure'] = (kept['single'] + kept['ipa']) / c.n_structure_layer
+            redo['structure'] = (kept['single'] + kept['ipa']) / c.structure.n_layer
             kept['single'], kept['ipa'] = u['single'], 0.0          # the streams at each layer boundary
-        if p.rank_chunk and p.rank_chunk < r and c.n_refine_layers:
-            per = u['pair_factors'] / (c.n_refine_layers + 1)        # L R_tot C: the feature part runs plain
+        if p.rank_chunk and p.rank_chunk < r and c.pairs.n_refine_layers:
+            per = u['pair_factors'] / (c.pairs.n_refine_layers + 1)        # L R_tot C: the feature part runs plain
             redo['refine'] = self.k_f * per * p.rank_chunk / r
-            kept['pair_factors'] = self.k_f * per + 2 * c.n_refine_layers * per
+            kept['pair_factors'] = self.k_f * per + 2 * c.pairs.n_refine_layers * per
         if p.checkpoint_pair_transform:
             redo['pair_transform'] = k_layer * u['pair_layer']
             kept['pair_transform'] = 2 * u['pair_transform']        # (f_left, f_right) at each layer boundary
@@ -495,7 +465,7 @@ def measure_peak_rss(config: LongSequenceConfig, L: int, mode: str = 'train', pi
     code = (("from genie_long.runtime import pin_mmap_threshold\npin_mmap_threshold()\n" if pin else "") +
             f"import torch\n"
             f"from genie_long.denoiser import LongSequenceDenoiser, LongSequenceConfig, MemoryPlan, make_step\n"
-            f"torch.manual_seed(0)\nm = LongSequenceDenoiser(LongSequenceConfig(**{asdict(config)!r}))\n"
+            f"torch.manual_seed(0)\nm = LongSequenceDenoiser(LongSequenceConfig.from_dict({asdict(config)!r}))\n"
             f"MemoryPlan(**{asdict(plan or MemoryPlan())!r}).apply(m)\n"
             f"make_step(m, {L}, {mode!r})()\n")
     return peak_rss_subprocess(code)
@@ -508,11 +478,11 @@ def calibrate_rss(config: LongSequenceConfig, lengths=(128, 256), est: MemoryEst
     then, if `config` has them, w_t (the backward working set of one pair-transform layer) with w_train kept. Every
     step runs with `plan`'s savings (none)."""
     est = est or MemoryEstimator()
-    if config.n_pair_transform_layer > 0:
-        est = calibrate_rss(replace(config, n_pair_transform_layer=0), lengths, est, plan)
+    if config.trunk.n_layer > 0:
+        est = calibrate_rss(override(config, trunk=dict(n_layer=0)), lengths, est, plan)
     fit = {}
     for mode in ('train', 'sample'):
-        w_name = 'w_t' if mode == 'train' and config.n_pair_transform_layer > 0 else f'w_{mode}'
+        w_name = 'w_t' if mode == 'train' and config.trunk.n_layer > 0 else f'w_{mode}'
         unit = 'pair_layer' if w_name == 'w_t' else 'layer'
         probe = MemoryEstimator(**{**asdict(est), w_name: 0.0})
         rows = []
@@ -528,25 +498,29 @@ def calibrate_rss(config: LongSequenceConfig, lengths=(128, 256), est: MemoryEst
 # %% ../nbs/10_denoiser.ipynb #5147f1b1
 def dense_pair_widths(config: ReferenceConfig, L: int, batch: int = 1) -> dict:
     "Float32 L×L planes (one float per residue pair) alive at each phase's peak of a no-grad `GenieDenoiser` forward."
-    c, B, C = config, batch, config.c_p
-    held = 2 + (c.n_pair_transform_layer > 1)   # the feature net's output, the stack's layer input, the running pair
+    c, t, s, B, C = config, config.trunk, config.structure, batch, config.c_p
+    held = 2 + (t.n_layer > 1)   # the feature net's output, the stack's layer input, the running pair
     w = {'pair_features': max(3 * (2 * c.relpos_k + 1) + B * C,   # int64 one-hot + its float copy, shared by the batch
                               3 * B * C),                         # p, the template projection, their sum
-         'ipa': B * (C + 7 * c.n_head_ipa * c.n_qk_point + c.n_head_ipa)}   # pair, point differences, squares, logits
-    if c.n_pair_transform_layer > 0:
-        w['transition'] = B * (held + 2 * c.pair_transition_n) * C            # the hidden layer before and after ReLU
+         'ipa': B * (C + 7 * s.n_head_ipa * s.n_qk_point + s.n_head_ipa)}   # pair, point differences, squares, logits
+    if t.n_layer > 0:
+        w['transition'] = B * (held + 2 * t.transition_n) * C            # the hidden layer before and after ReLU
         if c.include_mul_update:                                              # LN, gate, output; a, b, x, LN(x)
-            w['tri_mul'] = B * ((held + 3) * C + 4 * c.c_hidden_mul)
-        if c.include_tri_att:   # LN, q, k, v, scaled q; L×L×L per head: bias, logits, softmax, `_safe_softmax`'s mask
-            w['tri_att'] = B * ((held + 1) * C + 4 * c.n_head_tri * c.c_hidden_tri_att + 3.25 * c.n_head_tri * L)
+            w['tri_mul'] = B * ((held + 3) * C + 4 * t.c_hidden_mul)
+        if t.include_tri_att:   # LN, q, k, v, scaled q; per head L×L×L: bias, logits, softmax, `_safe_softmax`'s mask
+            w['tri_att'] = B * ((held + 1) * C + 4 * t.n_head_tri * t.c_hidden_tri_att + 3.25 * t.n_head_tri * L)
     return w
 
 # %% ../nbs/10_denoiser.ipynb #d53a3557
-@functools.lru_cache(maxsize=32)
-def _dense_parameters(config_fields: tuple) -> int:
-    "Parameter count of `GenieDenoiser(ReferenceConfig(*config_fields))`, built on the meta device."
-    with torch.device('meta'): m = GenieDenoiser(ReferenceConfig(*config_fields))
-    return sum(p.numel() for p in m.parameters())
+def _dense_parameters(config: ReferenceConfig) -> int:
+    "Parameter count of `GenieDenoiser(config)`, built on the meta device (once per config)."
+    key = repr(config)
+    if key not in _DENSE_PARAMETERS:
+        with torch.device('meta'): m = GenieDenoiser(config)
+        _DENSE_PARAMETERS[key] = sum(p.numel() for p in m.parameters())
+    return _DENSE_PARAMETERS[key]
+
+_DENSE_PARAMETERS = {}
 
 # %% ../nbs/10_denoiser.ipynb #ed95bd11
 @dataclass
@@ -563,7 +537,7 @@ class DenseMemoryEstimator:
 def estimate(self: DenseMemoryEstimator, config: ReferenceConfig, L: int, batch: int = 1, mode: str = 'sample') -> dict:
     "Bytes per component and 'total' for a sampling step of `batch` chains of length L."
     if mode != 'sample': raise ValueError(f"DenseMemoryEstimator models mode='sample' only, got {mode!r}")
-    out = {'parameters': 4 * _dense_parameters(astuple(config)),
+    out = {'parameters': 4 * _dense_parameters(config),
            'pairs': self.k * 4 * L * L * max(dense_pair_widths(config, L, batch).values()), 'runtime': self.runtime}
     out['headroom'] = self.headroom * sum(out.values())
     out['total'] = sum(out.values())
@@ -592,7 +566,7 @@ def fit(cls: DenseMemoryEstimator, rows: list[dict]) -> 'DenseMemoryEstimator':
     pinned = [r for r in rows if r['pinned']]
     x = np.array([4 * r['L'] ** 2 * max(dense_pair_widths(r['config'], r['L'], r['batch']).values())
                   for r in pinned])
-    y = np.array([r['peak_rss'] - 4 * _dense_parameters(astuple(r['config'])) for r in pinned], float)
+    y = np.array([r['peak_rss'] - 4 * _dense_parameters(r['config']) for r in pinned], float)
     (m0, k), *_ = np.linalg.lstsq(np.stack([1 / y, x / y], 1), np.ones_like(y), rcond=None)   # relative error
     central = cls(k=float(k), runtime=float(m0), headroom=0.0)
     short = [r['peak_rss'] / central.estimate(r['config'], r['L'], r['batch'])['total'] - 1

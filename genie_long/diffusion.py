@@ -238,10 +238,10 @@ def sample(model, lengths: int | Sequence[int], n_per_length: int = 1, schedule:
     Returns a list of [n_i,3] C-alpha coordinate tensors (CPU), `n_per_length` chains per entry of `lengths`, in that
     order; with `return_trajectory`, also a list of [n_frames,n_i,3] trajectories (initial noise, every
     `trajectory_every` steps, final). `schedule` defaults to `GenieSchedule(1000)`; `n_steps` < T respaces it
-    (off-reference). `progress`: one `WorkBar` over all batches. `batch_size` chains per forward pass (default: one batch per length, unpadded); `seed` fixes
-    all the noise (default: drawn from torch's global RNG); `device` defaults to the model's. `on_chain(k, coords)`,
-    if given, receives each chain as soon as its batch is done (`k`: its place in the returned list), so that a
-    caller can write it before the next batch starts."""
+    (off-reference). `progress`: one `WorkBar` over all batches. `batch_size` chains per forward pass
+    (default: one batch per length, unpadded); `seed` fixes all the noise (default: drawn from torch's global RNG);
+    `device` defaults to the model's. `on_chain(k, coords)`, if given, receives each chain as soon as its batch is done
+    (`k`: its place in the returned list), so that a caller can write it before the next batch starts."""
     lengths = _check_sample_args(lengths, n_per_length, noise_scale, batch_size, return_trajectory, trajectory_every)
     device = torch.device(device) if device is not None else _model_device(model)
     schedule = _sample_schedule(schedule, n_steps)

@@ -380,9 +380,9 @@ class SequenceTensorParallel(nn.Module):
         super().__init__()
         c = getattr(model, 'config', None)
         if c is None or getattr(c, 'pair_mode', None) not in ('factorized', 'sparse') or (
-                c.pair_mode == 'factorized' and (c.preset != 'exact' or c.include_tri_att)):
+                c.pair_mode == 'factorized' and (c.preset != 'exact' or c.trunk.include_tri_att)):
             raise ValueError("SequenceTensorParallel: needs a LongSequenceDenoiser with pair_mode='sparse', or "
-                             "'factorized' with preset='exact' and include_tri_att=False")
+                             "'factorized' with preset='exact' and trunk.include_tri_att=False")
         if not dist.is_initialized():
             raise RuntimeError("SequenceTensorParallel: init the process group first (torchrun)")
         self.model, self.chain = model, ShardedChain(group)

@@ -5,11 +5,12 @@
 # %% auto #0
 __all__ = ['PRESETS', 'TEMPLATES', 'reconstruct_pair', 'mask_factors', 'relpos_wavelengths', 'fourier_relpos_factors',
            'FactorizedRelPos', 'pooled_distance_stats', 'sqdist_factors', 'FactorizedTemplate', 'sdpa_padded',
-           'FactorCrossAttention', 'FactorizedPairRefinementLayer', 'FactorizedPairFeatureNet',
+           'FactorCrossAttention', 'FactorizedPairRefinementLayer', 'PairFeatureConfig', 'FactorizedPairFeatureNet',
            'AdaptiveFactorizationRank']
 
 # %% ../nbs/01_factorized_pairs.ipynb #1be3ef07
 import math
+from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
@@ -44,10 +45,10 @@ def _check_preset(preset: str, name: str):
     if preset not in PRESETS: raise ValueError(f"{name}: preset={preset!r}; use 'exact' or 'design'")
 
 # %% ../nbs/01_factorized_pairs.ipynb #69975965
-def relpos_wavelengths(n_freqs: int, pos_emb_max_len: int = 4096) -> Tensor:
+def relpos_wavelengths(n_freqs: int, n_pos: int = 4096) -> Tensor:
     "λ_f = 3 (λ_max/3)^{f/(F-1)}, f = 0..F-1, λ_max = 2 N_pos, in fp64: from 3 residues to twice the longest chain."
     if n_freqs < 1: raise ValueError(f"relpos_wavelengths: n_freqs must be >= 1, got {n_freqs}")
-    lam_max = 2.0 * pos_emb_max_len
+    lam_max = 2.0 * n_pos
     return 3.0 * (lam_max / 3.0) ** torch.linspace(0, 1, n_freqs, dtype=torch.float64)
 
 # %% ../nbs/01_factorized_pairs.ipynb #6ce7da76
@@ -68,11 +69,11 @@ class FactorizedRelPos(nn.Module):
     Σ_f α_cf cos ω_f(i-j) + β_cf sin ω_f(i-j). `preset="design"`:
     h_i = [PE(i; N_pos, c_pos); onehot(clip(i-⌊n/2⌋, ±k))] projected to rank R on each side,
     f_L = W_L h + b_rel, f_R = W_R h - b_rel."""
-    def __init__(self, c_p: int, rank: int | None = None, preset: str = "exact", pos_emb_max_len: int = 4096,
+    def __init__(self, *, c_p: int, rank: int | None = None, preset: str = "exact", n_pos: int = 4096,
                  n_freqs: int = 4, c_pos: int = 128, relpos_k: int = 32):
         super().__init__()
         _check_preset(preset, "FactorizedRelPos")
-        self.c_p, self.preset, self.pos_emb_max_len = c_p, preset, pos_emb_max_len
+        self.c_p, self.preset, self.n_pos = c_p, preset, n_pos
         self.chain = LOCAL_CHAIN   # global residue indices when the chain is split across processes (09)
         if preset == "exact":
             if rank is not None and rank != 2 * n_freqs:
@@ -94,7 +95,7 @@ def features(self: FactorizedRelPos, mask: Tensor) -> Tensor:
     "Design features h_i = [PE(i; N_pos, c_pos); onehot(clip(i - ⌊n/2⌋, -k, k))], `[b, l, c_pos + 2k + 1]`."
     b, l = mask.shape
     dt, i = self.linear_left.weight.dtype, torch.arange(l, device=mask.device)
-    pe = sinusoidal_encoding(i, self.pos_emb_max_len, self.c_pos, dt).expand(b, l, -1)
+    pe = sinusoidal_encoding(i, self.n_pos, self.c_pos, dt).expand(b, l, -1)
     n = mask.to(torch.long).sum(-1, keepdim=True)                   # the true length, not the padded one
     rel = (i[None] - n // 2).clamp(-self.relpos_k, self.relpos_k) + self.relpos_k
     return torch.cat([pe, F.one_hot(rel, 2 * self.relpos_k + 1).to(dt)], -1)
@@ -106,7 +107,7 @@ def forward(self: FactorizedRelPos, mask: Tensor) -> tuple[Tensor, Tensor]:
     check_prefix_mask(mask)
     if self.preset == "exact":
         pos = self.chain.positions(mask.shape[1], mask.device).expand(mask.shape)
-        wavelengths = relpos_wavelengths(self.n_freqs, self.pos_emb_max_len)
+        wavelengths = relpos_wavelengths(self.n_freqs, self.n_pos)
         fl, fr = fourier_relpos_factors(self.alpha, self.beta, pos, wavelengths)
     else:
         h = self.features(mask)
@@ -245,8 +246,8 @@ class FactorizedTemplate(nn.Module):
     context φ_i = [v_i/10 Å, log(1+n_iρ) for ρ in `radii`] (soft-min distance to the other residues, soft neighbour
     counts), f_L,r = σ_r(W_U,r φ_i + a_r), f_R,r = W_V,r φ_j + b_r; `template="sqdist"`: the exact rank-5 squared
     distance w_c d²_ij/(10 Å)²; `"pooled+sqdist"`: both, concatenated along rank."""
-    def __init__(self, c_p: int, rank: int = 4, preset: str = "exact", template: str = "pooled", chunk_size: int = 64,
-                 radii: tuple = (6.0, 8.0, 12.0, 16.0), eps: float = 1e-10, tau: float = 0.5):
+    def __init__(self, *, c_p: int, rank: int = 4, preset: str = "exact", template: str = "pooled",
+                 chunk_size: int = 64, radii: tuple = (6.0, 8.0, 12.0, 16.0), eps: float = 1e-10, tau: float = 0.5):
         super().__init__()
         _check_preset(preset, "FactorizedTemplate")
         if template not in TEMPLATES:
@@ -356,7 +357,7 @@ class FactorizedPairRefinementLayer(nn.Module):
     z_L = MHA(LN f_L → LN f_R), z_R = MHA(LN f_R → LN f_L), both from the pre-update factors;
     f ← f + σ(W_g [f; z]) ⊙ z; F_L ← M_L F_L, F_R ← M_R F_R on the rank axis (M initialised to I); masked output.
     `rank_chunk` runs the ranks in blocks (checkpointed in training): same result, working memory ∝ the block."""
-    def __init__(self, c_p: int, rank: int, n_head: int = 4, c_head: int = 32, rank_chunk: int | None = None):
+    def __init__(self, *, c_p: int, rank: int, n_head: int = 4, c_head: int = 32, rank_chunk: int | None = None):
         super().__init__()
         if rank_chunk is not None and rank_chunk < 1:
             raise ValueError(f"rank_chunk must be ≥ 1 or None, got {rank_chunk}")
@@ -404,6 +405,25 @@ def forward(self: FactorizedPairRefinementLayer, f_left: Tensor, f_right: Tensor
     f_right = einsum(self.mix_right, f_right, "r s, b l s c -> b l r c")
     return mask_factors(f_left, mask), mask_factors(f_right, mask)
 
+# %% ../nbs/01_factorized_pairs.ipynb #dd0d7a5e
+@dataclass(kw_only=True)
+class PairFeatureConfig:
+    "Sizes of `FactorizedPairFeatureNet`, the pair features as factors."
+    rank: int = 8                 # R_s of the single projection (exact preset); R of every part (design)
+    n_refine_layers: int = 2      # FactorizedPairRefinementLayers after the parts
+    relpos_freqs: int = 4         # F of the Fourier relative position, rank 2F (exact)
+    template: str = "pooled"      # one of TEMPLATES
+    template_rank: int = 4        # R_tmpl of the pooled template (exact)
+    template_chunk: int = 64      # partner residues per chunk of the template statistics
+
+    def __post_init__(self):
+        for name, low in (("rank", 1), ("n_refine_layers", 0), ("relpos_freqs", 1), ("template_rank", 1),
+                          ("template_chunk", 1)):
+            if getattr(self, name) < low:
+                raise ValueError(f"PairFeatureConfig: {name} must be >= {low}, got {getattr(self, name)}")
+        if self.template not in TEMPLATES:
+            raise ValueError(f"PairFeatureConfig: template={self.template!r}; use one of {TEMPLATES}")
+
 # %% ../nbs/01_factorized_pairs.ipynb #a4919107
 class FactorizedPairFeatureNet(nn.Module):
     """Factorised replacement of Genie's `PairFeatureNet`: factors (f_left, f_right) `[b, l, rank_total, c_p]`
@@ -413,14 +433,14 @@ class FactorizedPairFeatureNet(nn.Module):
     relative position (rank 2F) + template (rank 4 pooled / 5 sqdist / 9 both). `preset="design"`: single, relative
     position and template parts of rank `rank` summed in shared rank slots. Then `n_refine_layers`
     `FactorizedPairRefinementLayer`s at rank `rank_total` (ranks in blocks of `rank_chunk`, if given), then masking
-    (Fact 5)."""
-    def __init__(self, c_s: int, c_p: int, rank: int, preset: str = "exact", n_refine_layers: int = 2,
-                 pos_emb_max_len: int = 4096, relpos_freqs: int = 4, template: str = "pooled", chunk_size: int = 64,
-                 template_rank: int = 4, outer_sum: bool = True, c_pos: int = 128, relpos_k: int = 32,
-                 n_head: int = 4, c_head: int = 32, rank_chunk: int | None = None):
+    (Fact 5). Sizes from `config` (None: `PairFeatureConfig()`); `n_pos` is the fixed range of residue indices."""
+    def __init__(self, *, c_s: int, c_p: int, config: PairFeatureConfig | None = None, preset: str = "exact",
+                 n_pos: int = 4096, outer_sum: bool = True, c_pos: int = 128, relpos_k: int = 32, n_head: int = 4,
+                 c_head: int = 32, rank_chunk: int | None = None):
         super().__init__()
         _check_preset(preset, "FactorizedPairFeatureNet")
-        if rank < 1: raise ValueError(f"FactorizedPairFeatureNet: rank must be >= 1, got {rank}")
+        c = self.config = PairFeatureConfig() if config is None else config
+        rank = c.rank
         self.c_s, self.c_p, self.rank, self.preset = c_s, c_p, rank, preset
         exact = preset == "exact"
         self.outer_sum = outer_sum and exact                  # preset 'design' has no outer-sum ranks
@@ -428,12 +448,14 @@ class FactorizedPairFeatureNet(nn.Module):
             self.linear_s_p_i, self.linear_s_p_j = nn.Linear(c_s, c_p), nn.Linear(c_s, c_p)
         self.single_left = Linear(c_s, rank * c_p, bias=False, fan="openfold")
         self.single_right = Linear(c_s, rank * c_p, bias=False, fan="openfold")
-        self.relpos = FactorizedRelPos(c_p, None if exact else rank, preset, pos_emb_max_len, relpos_freqs,
-                                       c_pos, relpos_k)
-        self.template = FactorizedTemplate(c_p, template_rank if exact else rank, preset, template, chunk_size)
+        self.relpos = FactorizedRelPos(c_p=c_p, rank=None if exact else rank, preset=preset, n_pos=n_pos,
+                                       n_freqs=c.relpos_freqs, c_pos=c_pos, relpos_k=relpos_k)
+        self.template = FactorizedTemplate(c_p=c_p, rank=c.template_rank if exact else rank, preset=preset,
+                                           template=c.template, chunk_size=c.template_chunk)
         self.rank_total = 2 * self.outer_sum + rank + self.relpos.rank + self.template.rank if exact else rank
-        self.refine = nn.ModuleList([FactorizedPairRefinementLayer(c_p, self.rank_total, n_head, c_head, rank_chunk)
-                                     for _ in range(n_refine_layers)])
+        self.refine = nn.ModuleList([FactorizedPairRefinementLayer(c_p=c_p, rank=self.rank_total, n_head=n_head,
+                                                                   c_head=c_head, rank_chunk=rank_chunk)
+                                     for _ in range(c.n_refine_layers)])
 
 # %% ../nbs/01_factorized_pairs.ipynb #daa5fa09
 @patch

@@ -14,7 +14,7 @@ from torch.utils.checkpoint import checkpoint
 from einops import rearrange, einsum
 from fastcore.basics import patch
 from .protein import check_prefix_mask
-from .primitives import Linear
+from .primitives import Linear, PairTransformConfig
 from .factorized_pairs import mask_factors, _check_preset
 from .triangle_ops import (FactorizedTriangleMultiplicationOutgoing, FactorizedTriangleMultiplicationIncoming,
                                      ChunkedTriangleAttentionStartingNode, ChunkedTriangleAttentionEndingNode,
@@ -72,7 +72,7 @@ class FactorizedPairTransition(nn.Module):
     `preset="design"`: one MLP of the pooled z_agg = Σ_r F_L + Σ_r F_R, its output / R for every rank of both sides.
     Returns the residual updates (ΔF_L, ΔF_R). Both act per residue: with `chunk_size`, residues run in chunks, each
     recomputed in backward."""
-    def __init__(self, c_p: int, n: int = 4, preset: str = "exact", chunk_size: int | None = None):
+    def __init__(self, *, c_p: int, n: int = 4, preset: str = "exact", chunk_size: int | None = None):
         super().__init__()
         _check_preset(preset, "FactorizedPairTransition")
         self.preset, self.chunk_size = preset, chunk_size
@@ -112,27 +112,27 @@ class FactorizedPairTransformLayer(nn.Module):
     """One factorised pair-transform layer (Genie's order): TriMul outgoing and incoming, optional pair-biased attention
     (starting, ending), transition, masking. `preset="exact"`: TriMul updates added by `concat_mix`
     (M_L = [I I], M_R = [I 0] at init) with row-wise dropout on ΔV, per-residue updates as factor residuals;
-    `preset="design"`: every update through `apply_block`. The identity at init in both presets."""
-    def __init__(self, c_p: int, rank: int, preset: str = "exact", include_tri_att: bool = True,
-                 c_hidden_mul: int = 128, n_head_tri: int = 4, c_head_tri: int = 32, c_bias: int = 16,
-                 tri_dropout: float = 0.25, pair_transition_n: int = 4, chunk_size: int | None = None):
+    `preset="design"`: every update through `apply_block`. The identity at init in both presets. Sizes from `config`."""
+    def __init__(self, *, c_p: int, rank: int, config: PairTransformConfig, preset: str = "exact", c_bias: int = 16,
+                 chunk_size: int | None = None):
         super().__init__()
         _check_preset(preset, "FactorizedPairTransformLayer")
-        self.c_p, self.rank, self.preset, self.tri_dropout = c_p, rank, preset, tri_dropout
-        self.tri_mul_out = FactorizedTriangleMultiplicationOutgoing(c_p, rank, c_hidden_mul, preset,
-                                                                    chunk_size=chunk_size)
-        self.tri_mul_in = FactorizedTriangleMultiplicationIncoming(c_p, rank, c_hidden_mul, preset,
-                                                                   chunk_size=chunk_size)
-        att = lambda cls: (cls(c_p, rank, n_head_tri, c_head_tri, preset, chunk_size, c_bias) if include_tri_att
-                           else None)
+        c = config
+        self.c_p, self.rank, self.preset, self.tri_dropout = c_p, rank, preset, c.tri_dropout
+        mul = lambda cls: cls(c_p=c_p, rank=rank, c_hidden=c.c_hidden_mul, preset=preset, chunk_size=chunk_size)
+        self.tri_mul_out = mul(FactorizedTriangleMultiplicationOutgoing)
+        self.tri_mul_in = mul(FactorizedTriangleMultiplicationIncoming)
+        att = lambda cls: (cls(c_p=c_p, rank=rank, n_head=c.n_head_tri, c_head=c.c_hidden_tri_att, preset=preset,
+                               chunk_size=chunk_size, c_bias=c_bias) if c.include_tri_att else None)
         self.tri_att_start = att(ChunkedTriangleAttentionStartingNode)
         self.tri_att_end = att(ChunkedTriangleAttentionEndingNode)
-        self.pair_transition = FactorizedPairTransition(c_p, pair_transition_n, preset, chunk_size)
+        self.pair_transition = FactorizedPairTransition(c_p=c_p, n=c.transition_n, preset=preset,
+                                                        chunk_size=chunk_size)
         if preset == "exact":
             eye, zero = torch.eye(rank), torch.zeros(rank, rank)
             self.mix_out_left, self.mix_in_left = (nn.Parameter(torch.cat([eye, eye], 1)) for _ in range(2))   # M_L
             self.mix_out_right, self.mix_in_right = (nn.Parameter(torch.cat([eye, zero], 1)) for _ in range(2)) # M_R
-        else: self.dropout = nn.Dropout(tri_dropout)
+        else: self.dropout = nn.Dropout(c.tri_dropout)
 
 # %% ../nbs/03_pair_transform.ipynb #8b48e14e
 @patch
@@ -164,20 +164,19 @@ def forward(self: FactorizedPairTransformLayer, f_left: Tensor, f_right: Tensor,
 
 # %% ../nbs/03_pair_transform.ipynb #6e09fc54
 class FactorizedPairTransformNet(nn.Module):
-    """`n_layer` stacked `FactorizedPairTransformLayer`s (Genie: 5), entirely on (f_left, f_right). With
-    `checkpoint_layers`, each layer is recomputed in backward (same result; training keeps only the layer boundaries);
-    with `chunk_size`, the per-residue work inside a layer runs in residue chunks, each recomputed in backward."""
-    def __init__(self, c_p: int, rank: int, n_layer: int = 5, preset: str = "exact", include_tri_att: bool = True,
-                 c_hidden_mul: int = 128, n_head_tri: int = 4, c_head_tri: int = 32, c_bias: int = 16,
-                 tri_dropout: float = 0.25, pair_transition_n: int = 4, chunk_size: int | None = None,
-                 checkpoint_layers: bool = False):
+    """`config.n_layer` stacked `FactorizedPairTransformLayer`s (Genie: 5), entirely on (f_left, f_right); `config`
+    None is `PairTransformConfig()`. With `checkpoint_layers`, each layer is recomputed in backward (same result;
+    training keeps only the layer boundaries); with `chunk_size`, the per-residue work inside a layer runs in residue
+    chunks, each recomputed in backward."""
+    def __init__(self, *, c_p: int, rank: int, config: PairTransformConfig | None = None, preset: str = "exact",
+                 c_bias: int = 16, chunk_size: int | None = None, checkpoint_layers: bool = False):
         super().__init__()
-        if n_layer < 0: raise ValueError(f"FactorizedPairTransformNet: n_layer must be >= 0, got {n_layer}")
+        c = self.config = PairTransformConfig() if config is None else config
+        if c.n_layer < 0: raise ValueError(f"FactorizedPairTransformNet: n_layer must be >= 0, got {c.n_layer}")
         self.checkpoint_layers = checkpoint_layers
-        self.layers = nn.ModuleList([FactorizedPairTransformLayer(c_p, rank, preset, include_tri_att, c_hidden_mul,
-                                                                  n_head_tri, c_head_tri, c_bias, tri_dropout,
-                                                                  pair_transition_n, chunk_size)
-                                     for _ in range(n_layer)])
+        self.layers = nn.ModuleList([FactorizedPairTransformLayer(c_p=c_p, rank=rank, config=c, preset=preset,
+                                                                  c_bias=c_bias, chunk_size=chunk_size)
+                                     for _ in range(c.n_layer)])
 
     def set_chunk_size(self, chunk_size: int | None):
         "Residue chunk of every TriMul and transition and query chunk of every attention (None: whole chains)."

@@ -10,7 +10,7 @@ __all__ = ['REFERENCE_SIZES', 'ReferenceConfig', 'reference_config', 'TriangleMu
            'StructureNet', 'check_denoiser_inputs', 'GenieDenoiser']
 
 # %% ../nbs/00b_reference.ipynb #5140cdde
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
@@ -18,12 +18,13 @@ from einops import rearrange, einsum
 from fastcore.basics import patch
 from .protein import frenet_frames, check_prefix_mask
 from .primitives import (Linear, SingleFeatureNet, PairFeatureNet, InvariantPointAttention,
-                                   StructureTransition, BackboneUpdate, compose_frames)
+                                   StructureTransition, BackboneUpdate, compose_frames, PairTransformConfig,
+                                   StructureConfig, override, config_from_dict, nest_flat, GENIE_FIELDS)
 
 # %% ../nbs/00b_reference.ipynb #9aab4e47
-@dataclass
+@dataclass(kw_only=True)
 class ReferenceConfig:
-    "Hyper-parameters of Genie 1's `Denoiser`; the defaults are the published Genie 1 model."
+    "Hyper-parameters of Genie 1's `Denoiser`, grouped as trunk and structure; the defaults are the published model."
     c_s: int = 128                      # single channels
     c_p: int = 128                      # pair channels C
     c_pos_emb: int = 128                # positional encoding width
@@ -31,52 +32,55 @@ class ReferenceConfig:
     n_timestep: int = 1000              # T, number of diffusion steps
     relpos_k: int = 32                  # relative positions clipped to ±k (2k+1 bins)
     template_type: str = "v1"           # "v1": one channel, the C-alpha distance
-    n_pair_transform_layer: int = 5
-    include_mul_update: bool = True
-    include_tri_att: bool = False
-    c_hidden_mul: int = 128
-    c_hidden_tri_att: int = 32          # per head
-    n_head_tri: int = 4
-    tri_dropout: float = 0.25           # row-wise (column-wise for the ending-node attention)
-    pair_transition_n: int = 4          # hidden = n * c_p
-    n_structure_layer: int = 5
-    n_structure_block: int = 1          # the layers are run this many times, weights shared
-    c_hidden_ipa: int = 16              # per head
-    n_head_ipa: int = 12
-    n_qk_point: int = 4
-    n_v_point: int = 8
-    ipa_dropout: float = 0.1
-    n_structure_transition_layer: int = 1
-    structure_transition_dropout: float = 0.1
+    include_mul_update: bool = True     # the trunk's triangle multiplicative updates
+    n_structure_block: int = 1          # the structure layers are run this many times, weights shared
     init_fan: str = "genie"             # "genie": Genie's fan-in rule (see `Linear`); "openfold": fan_in = in
+    trunk: PairTransformConfig = field(default_factory=PairTransformConfig)
+    structure: StructureConfig = field(default_factory=StructureConfig)
 
     def __post_init__(self):
         if self.template_type != "v1":
             raise ValueError(f"template_type={self.template_type!r}: only 'v1' exists in Genie 1")
         if self.init_fan not in ("genie", "openfold"):
             raise ValueError(f"init_fan={self.init_fan!r}: use 'genie' or 'openfold'")
+        for name, cls in (("trunk", PairTransformConfig), ("structure", StructureConfig)):
+            if not isinstance(getattr(self, name), cls):
+                raise TypeError(f"{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__} "
+                                "(read a dict with ReferenceConfig.from_dict)")
 
 # %% ../nbs/00b_reference.ipynb #7d9afb1c
+def _override(config: ReferenceConfig, overrides: dict) -> ReferenceConfig:
+    "`override(config, **overrides)`; a Genie 1 flat field name is an error that gives its new place."
+    moved = [f"{k} is {GENIE_FIELDS[k]}" for k in overrides if k in GENIE_FIELDS]
+    if moved: raise ValueError(f"fields moved into sub-configs: {', '.join(moved)}")
+    return override(config, **overrides)
+
 @patch(cls_method=True)
 def genie(cls: ReferenceConfig, **overrides) -> ReferenceConfig:
     "Genie 1 at its published sizes."
-    return cls(**overrides)
+    return _override(cls(), overrides)
 
 @patch(cls_method=True)
 def tiny(cls: ReferenceConfig, **overrides) -> ReferenceConfig:
     "Small sizes for tests and the CPU demo; same architecture."
-    kw = dict(c_s=32, c_p=32, c_pos_emb=32, c_timestep_emb=32, n_pair_transform_layer=2, c_hidden_mul=32,
-              c_hidden_tri_att=8, n_head_tri=2, pair_transition_n=2, n_structure_layer=2, c_hidden_ipa=8,
-              n_head_ipa=4, n_qk_point=4, n_v_point=4)
-    return cls(**{**kw, **overrides})
+    trunk = PairTransformConfig(n_layer=2, c_hidden_mul=32, c_hidden_tri_att=8, n_head_tri=2, transition_n=2)
+    structure = StructureConfig(n_layer=2, c_hidden_ipa=8, n_head_ipa=4, n_qk_point=4, n_v_point=4)
+    base = cls(c_s=32, c_p=32, c_pos_emb=32, c_timestep_emb=32, trunk=trunk, structure=structure)
+    return _override(base, overrides)
 
 REFERENCE_SIZES = {"tiny": ReferenceConfig.tiny, "genie": ReferenceConfig.genie}
 
 def reference_config(size: str = "genie", **overrides) -> ReferenceConfig:
-    "The named preset ('tiny' or 'genie'), with optional field overrides."
+    "The named preset ('tiny' or 'genie'), with optional overrides (a dict for `trunk` or `structure`)."
     if size not in REFERENCE_SIZES:
         raise ValueError(f"unknown reference size {size!r}; choose one of {sorted(REFERENCE_SIZES)}")
     return REFERENCE_SIZES[size](**overrides)
+
+# %% ../nbs/00b_reference.ipynb #fe8a3b2f
+@patch(cls_method=True)
+def from_dict(cls: ReferenceConfig, d: dict) -> ReferenceConfig:
+    "The config that `asdict` turned into `d`, nested or flat (older checkpoints); unknown fields are an error."
+    return config_from_dict(cls, nest_flat(d))
 
 # %% ../nbs/00b_reference.ipynb #0d551eb9
 class TriangleMultiplicativeUpdate(nn.Module):
@@ -116,7 +120,7 @@ class TriangleMultiplicationIncoming(TriangleMultiplicativeUpdate):
 class TriangleAttention(nn.Module):
     "AF2 Alg. 13 (starting node) / Alg. 14 (ending node), as Genie's `TriangleAttention` (gated OpenFold `Attention`)."
     starting = True
-    def __init__(self, c_in: int, c_hidden: int, n_head: int, inf: float = 1e9):
+    def __init__(self, c_in: int, c_hidden: int, n_head: int, *, inf: float = 1e9):
         super().__init__()
         self.c_hidden, self.n_head, self.inf = c_hidden, n_head, inf
         self.layer_norm = nn.LayerNorm(c_in)
@@ -186,17 +190,16 @@ def DropoutColumnwise(p: float) -> SharedDropout:
 # %% ../nbs/00b_reference.ipynb #65da2e35
 class PairTransformLayer(nn.Module):
     "One Genie `PairTransformLayer`: triangle updates (and optional triangle attention) + transition, residual, masked."
-    def __init__(self, c_p: int, include_mul_update: bool, include_tri_att: bool, c_hidden_mul: int,
-                 c_hidden_tri_att: int, n_head_tri: int, tri_dropout: float, pair_transition_n: int):
+    def __init__(self, *, c_p: int, config: PairTransformConfig, include_mul_update: bool = True):
         super().__init__()
-        mul, att = include_mul_update, include_tri_att
-        self.tri_mul_out = TriangleMultiplicationOutgoing(c_p, c_hidden_mul) if mul else None
-        self.tri_mul_in = TriangleMultiplicationIncoming(c_p, c_hidden_mul) if mul else None
-        self.tri_att_start = TriangleAttentionStartingNode(c_p, c_hidden_tri_att, n_head_tri) if att else None
-        self.tri_att_end = TriangleAttentionEndingNode(c_p, c_hidden_tri_att, n_head_tri) if att else None
-        self.pair_transition = PairTransition(c_p, pair_transition_n)
-        self.dropout_row_layer = DropoutRowwise(tri_dropout)
-        self.dropout_col_layer = DropoutColumnwise(tri_dropout)
+        c, mul, att = config, include_mul_update, config.include_tri_att
+        self.tri_mul_out = TriangleMultiplicationOutgoing(c_p, c.c_hidden_mul) if mul else None
+        self.tri_mul_in = TriangleMultiplicationIncoming(c_p, c.c_hidden_mul) if mul else None
+        self.tri_att_start = TriangleAttentionStartingNode(c_p, c.c_hidden_tri_att, c.n_head_tri) if att else None
+        self.tri_att_end = TriangleAttentionEndingNode(c_p, c.c_hidden_tri_att, c.n_head_tri) if att else None
+        self.pair_transition = PairTransition(c_p, c.transition_n)
+        self.dropout_row_layer = DropoutRowwise(c.tri_dropout)
+        self.dropout_col_layer = DropoutColumnwise(c.tri_dropout)
 
     def forward(self, p: Tensor, p_mask: Tensor) -> Tensor:
         if self.tri_mul_out is not None:
@@ -210,14 +213,11 @@ class PairTransformLayer(nn.Module):
 
 # %% ../nbs/00b_reference.ipynb #ee90871b
 class PairTransformNet(nn.Module):
-    "Genie `PairTransformNet`: a stack of `PairTransformLayer`s."
-    def __init__(self, c_p: int, n_pair_transform_layer: int, include_mul_update: bool, include_tri_att: bool,
-                 c_hidden_mul: int, c_hidden_tri_att: int, n_head_tri: int, tri_dropout: float,
-                 pair_transition_n: int):
+    "Genie `PairTransformNet`: a stack of `config.n_layer` `PairTransformLayer`s."
+    def __init__(self, *, c_p: int, config: PairTransformConfig, include_mul_update: bool = True):
         super().__init__()
-        self.net = nn.ModuleList([PairTransformLayer(c_p, include_mul_update, include_tri_att, c_hidden_mul,
-                                                     c_hidden_tri_att, n_head_tri, tri_dropout, pair_transition_n)
-                                  for _ in range(n_pair_transform_layer)])
+        self.net = nn.ModuleList([PairTransformLayer(c_p=c_p, config=config, include_mul_update=include_mul_update)
+                                  for _ in range(config.n_layer)])
 
     def forward(self, p: Tensor, p_mask: Tensor) -> Tensor:
         for layer in self.net: p = layer(p, p_mask)
@@ -226,13 +226,13 @@ class PairTransformNet(nn.Module):
 # %% ../nbs/00b_reference.ipynb #bf6e688b
 class StructureLayer(nn.Module):
     "Genie `StructureLayer`: IPA → dropout → LN, structure transition, backbone update composed onto the frames."
-    def __init__(self, c_s: int, c_p: int, c_hidden_ipa: int, n_head: int, n_qk_point: int, n_v_point: int,
-                 ipa_dropout: float, n_structure_transition_layer: int, structure_transition_dropout: float):
+    def __init__(self, *, c_s: int, c_p: int, config: StructureConfig):
         super().__init__()
-        self.ipa = InvariantPointAttention(c_s, c_p, c_hidden_ipa, n_head, n_qk_point, n_v_point)
-        self.ipa_dropout = nn.Dropout(ipa_dropout)
+        c = config
+        self.ipa = InvariantPointAttention(c_s, c_p, c.c_hidden_ipa, c.n_head_ipa, c.n_qk_point, c.n_v_point)
+        self.ipa_dropout = nn.Dropout(c.ipa_dropout)
         self.ipa_layer_norm = nn.LayerNorm(c_s)
-        self.transition = StructureTransition(c_s, n_structure_transition_layer, structure_transition_dropout)
+        self.transition = StructureTransition(c_s, c.n_transition_layer, c.transition_dropout)
         self.bb_update = BackboneUpdate(c_s)
 
     def forward(self, s: Tensor, p: Tensor, rots: Tensor, trans: Tensor, mask: Tensor):
@@ -244,19 +244,15 @@ class StructureLayer(nn.Module):
 
 # %% ../nbs/00b_reference.ipynb #cdf1dda5
 class StructureNet(nn.Module):
-    "Genie `StructureNet`: `n_structure_layer` structure layers, run `n_structure_block` times with shared weights."
-    def __init__(self, c_s: int, c_p: int, n_structure_layer: int, n_structure_block: int, c_hidden_ipa: int,
-                 n_head_ipa: int, n_qk_point: int, n_v_point: int, ipa_dropout: float,
-                 n_structure_transition_layer: int, structure_transition_dropout: float):
+    "Genie `StructureNet`: `config.n_layer` structure layers, run `n_block` times with shared weights."
+    def __init__(self, *, c_s: int, c_p: int, config: StructureConfig, n_block: int = 1):
         super().__init__()
-        self.n_structure_block = n_structure_block
-        args = (c_s, c_p, c_hidden_ipa, n_head_ipa, n_qk_point, n_v_point, ipa_dropout, n_structure_transition_layer,
-                structure_transition_dropout)
-        self.net = nn.ModuleList([StructureLayer(*args) for _ in range(n_structure_layer)])
+        self.n_block = n_block
+        self.net = nn.ModuleList([StructureLayer(c_s=c_s, c_p=c_p, config=config) for _ in range(config.n_layer)])
 
     def forward(self, s: Tensor, p: Tensor, rots: Tensor, trans: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         "Frames in, frames out: → (rots, trans)."
-        for _ in range(self.n_structure_block):
+        for _ in range(self.n_block):
             for layer in self.net: s, rots, trans = layer(s, p, rots, trans, mask)
         return rots, trans
 
@@ -279,13 +275,9 @@ class GenieDenoiser(nn.Module):
         self.config = c = config or ReferenceConfig()
         self.single_feature_net = SingleFeatureNet(c.c_s, c.n_timestep, c.c_pos_emb, c.c_timestep_emb)
         self.pair_feature_net = PairFeatureNet(c.c_s, c.c_p, c.relpos_k, c.template_type)
-        n_pair = c.n_pair_transform_layer
-        self.pair_transform_net = None if n_pair <= 0 else PairTransformNet(
-            c.c_p, n_pair, c.include_mul_update, c.include_tri_att, c.c_hidden_mul, c.c_hidden_tri_att, c.n_head_tri,
-            c.tri_dropout, c.pair_transition_n)
-        self.structure_net = StructureNet(
-            c.c_s, c.c_p, c.n_structure_layer, c.n_structure_block, c.c_hidden_ipa, c.n_head_ipa, c.n_qk_point,
-            c.n_v_point, c.ipa_dropout, c.n_structure_transition_layer, c.structure_transition_dropout)
+        self.pair_transform_net = None if c.trunk.n_layer <= 0 else PairTransformNet(
+            c_p=c.c_p, config=c.trunk, include_mul_update=c.include_mul_update)
+        self.structure_net = StructureNet(c_s=c.c_s, c_p=c.c_p, config=c.structure, n_block=c.n_structure_block)
         if c.init_fan != "genie":
             for m in self.modules():
                 if isinstance(m, Linear):

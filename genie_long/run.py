@@ -15,8 +15,9 @@ from fastcore.basics import patch
 
 from .protein import ProteinDataset, atomic_write
 from .diffusion import GenieSchedule
+from .primitives import nest_flat, GENIE_FIELDS
 from .reference import GenieDenoiser, reference_config
-from .denoiser import LongSequenceDenoiser, long_config, LengthPlanner, MemoryPlanCB
+from .denoiser import LongSequenceDenoiser, long_config, LengthPlanner, MemoryPlanCB, FLAT_FIELDS
 from .compression import SHARING
 from .training import (ProgressiveTrainingScheduler, CurriculumStream, DenoiserTrainer, TrainMetricsCB,
                                  TrainProgressCB, GROWTH_SCHEDULES, PRECISIONS, split_dataset, validation_batch,
@@ -27,28 +28,42 @@ from .distributed import (DistributedModelWrapper, DistributedTrainingManager, S
                                     WindowMetricsCB, SyncedTimeLimitCB, torchrun_env)
 
 # %% auto #0
-__all__ = ['MODELS', 'BENCH_VARIANTS', 'TRAIN_FLAGS', 'RunError', 'build_model', 'checkpoint_weights', 'model_from_checkpoint',
-           'bundled_dataset', 'shipped_model', 'export_model', 'resolve_device', 'device_label', 'compile_model',
-           'RunFolder', 'ModelChoice', 'DataSettings', 'Curriculum', 'Optimisation', 'TrainConfig', 'TimesBatch',
-           'ToDevice', 'TrainRun']
+__all__ = ['MODELS', 'OLD_FIELDS', 'BENCH_VARIANTS', 'TRAIN_FLAGS', 'RunError', 'merge_overrides', 'stored_overrides',
+           'build_model', 'checkpoint_weights', 'model_from_checkpoint', 'bundled_dataset', 'shipped_model',
+           'export_model', 'resolve_device', 'device_label', 'compile_model', 'RunFolder', 'ModelChoice',
+           'DataSettings', 'Curriculum', 'Optimisation', 'TrainConfig', 'TimesBatch', 'ToDevice', 'TrainRun']
 
 # %% ../nbs/10a_run.ipynb #7feec551
 class RunError(ValueError): "A setting or file that cannot make a run: one line that names it (CLI: exit status 2)."
 
 MODELS = {'reference': (reference_config, GenieDenoiser), 'long': (long_config, LongSequenceDenoiser)}
+OLD_FIELDS = {'reference': GENIE_FIELDS, 'long': FLAT_FIELDS}   # flat field names of older versions → nested places
 
 # bench-only variants of the long model: (registered model, config overrides, memory plan: 'auto' plans within the
 # bench's memory, 'lean' takes every saving, 'none' none)
 BENCH_VARIANTS = {'long-sparse': ('long', dict(pair_mode='sparse'), 'auto'),
                   'long-lean': ('long', {}, 'lean'),
                   'long-nockpt': ('long', {}, 'none'),
-                  'long-shared': ('long', dict(sharing='universal'), 'auto')}
+                  'long-shared': ('long', dict(structure=dict(sharing='universal')), 'auto')}
+
+def merge_overrides(base: dict, changes: dict) -> dict:
+    "`base` with `changes` on top; a dict (a sub-config's overrides) merges into the dict `base` has there."
+    out = dict(base)
+    for k, v in changes.items():
+        both = isinstance(v, dict) and isinstance(out.get(k), dict)
+        out[k] = merge_overrides(out[k], v) if both else v
+    return out
+
+def stored_overrides(meta: dict) -> dict:
+    "The config overrides a checkpoint's meta records, nested (older versions wrote flat names, e.g. `sharing`)."
+    return nest_flat(meta.get('overrides') or {}, OLD_FIELDS.get(meta.get('model'), {}))
 
 def build_model(name: str = 'reference', size: str = 'tiny', L: int | None = None, **overrides):
-    """Build a registered denoiser (or a bench variant) at a named size, with optional config field `overrides`; `L`,
-    the working length, lets a model that adapts to length (the long model's rank and memory switches) do so.
-    Returns `(model, meta)`; `meta` goes into checkpoints."""
-    if name in BENCH_VARIANTS: name, overrides = BENCH_VARIANTS[name][0], {**BENCH_VARIANTS[name][1], **overrides}
+    """Build a registered denoiser (or a bench variant) at a named size, with optional config `overrides` (nested, as
+    in `override`: `structure=dict(sharing='universal')`); `L`, the working length, lets a model that adapts to length
+    (the long model's rank and memory switches) do so. Returns `(model, meta)`; `meta` goes into checkpoints."""
+    if name in BENCH_VARIANTS:
+        name, overrides = BENCH_VARIANTS[name][0], merge_overrides(BENCH_VARIANTS[name][1], overrides)
     if name not in MODELS: raise RunError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
     config_fn, cls = MODELS[name]
     adapts = 'L' in inspect.signature(config_fn).parameters
@@ -65,9 +80,8 @@ def checkpoint_weights(ck: dict, ema: bool = True) -> tuple[dict, str]:
     return ck['model'], ck['meta'].get('weights', 'model')
 
 def _config_from_dict(like, d: dict):
-    "The config `d` describes, of the type of `like` (its `from_dict` maps fields of older versions, where it has one)."
-    cls = type(like)
-    return cls.from_dict(d) if hasattr(cls, 'from_dict') else cls(**d)
+    "The config `d` describes, of the type of `like`: nested, or the flat dict of an older version (`from_dict`)."
+    return type(like).from_dict(d)
 
 def model_from_checkpoint(path, ema: bool = True):
     """Rebuild the model stored in a checkpoint (eval mode, CPU), with the run's EMA weights when it kept them and
@@ -145,7 +159,7 @@ class ModelChoice:
     name: str = 'reference'          # a key of `MODELS`
     size: str = 'tiny'               # tiny (CPU) or genie (Genie 1's sizes)
     pair_mode: str | None = None     # long model: factorized (default) or sparse k-NN edges
-    sharing: str | None = None       # long model: structure-layer weight sharing, one of `SHARING`
+    sharing: str | None = None       # long model: structure.sharing, the layers' weight sharing (one of `SHARING`)
     init: str | Path | None = None   # a new run from this checkpoint's weights (EMA if kept): a fine-tune
     compile: bool = False            # compile the long model's core with torch.compile
 
@@ -365,11 +379,13 @@ def init_checkpoint(self: TrainRun) -> dict | None:
 # %% ../nbs/10a_run.ipynb #6b69c028
 @patch
 def model_overrides(self: TrainRun) -> dict:
-    "The long model's settings: as given, else the resumed run's own, else those of the weights `init` names."
+    """The long model's config overrides (nested: `--sharing` is `structure.sharing`): as given, else the resumed run's
+    own, else those of the weights `init` names."""
     m = self.cfg.model
-    given = {k: v for k, v in dict(pair_mode=m.pair_mode, sharing=m.sharing).items() if v is not None}
-    if self.start: given = {**self.start['meta'].get('overrides', {}), **given}
-    if self.ckpt: given = {**self.ckpt['meta'].get('overrides', {}), **given}
+    given = {} if m.pair_mode is None else dict(pair_mode=m.pair_mode)
+    if m.sharing is not None: given['structure'] = dict(sharing=m.sharing)
+    for held in (self.start, self.ckpt):
+        if held: given = merge_overrides(stored_overrides(held['meta']), given)
     return given
 
 @patch

@@ -100,7 +100,8 @@ class WorkBar:
         "The plain-text state: label, percentage, elapsed and estimated remaining time, comment."
         f, dt = self.done / self.total, time.time() - self.t0
         left = _clock(dt * (1 - f) / f) if f > 0 else '?'
-        return f"{self.label}: {100 * f:3.0f}% ({_clock(dt)} elapsed, about {left} left){' · ' + comment if comment else ''}"
+        tail = f" · {comment}" if comment else ''
+        return f"{self.label}: {100 * f:3.0f}% ({_clock(dt)} elapsed, about {left} left){tail}"
 
 # %% ../nbs/00e_runtime.ipynb #5e7053b5
 @patch

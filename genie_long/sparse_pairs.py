@@ -4,10 +4,11 @@
 
 # %% auto #0
 __all__ = ['gather_residues', 'knn_coordinate', 'knn_sequence', 'knn_window', 'first_occurrence', 'SparseKNNPairSelector',
-           'SparsePairFeatureNet', 'SparseIPA', 'SparseStructureLayer', 'SparseStructureNet']
+           'SparsePairFeatureNet', 'SparseIPA', 'SparseConfig', 'SparseStructureLayer', 'SparseStructureNet']
 
 # %% ../nbs/06_sparse_pairs.ipynb #223d3829
 import math
+from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
@@ -16,7 +17,8 @@ from einops import rearrange, einsum
 from fastcore.basics import patch
 from .protein import check_prefix_mask, centre_coords, LOCAL_CHAIN
 from .primitives import PairFeatureNet, InvariantPointAttention, invert_apply_frames
-from .structure import FlashStructureLayer, FlashStructureNet, MHCConfig, at_least_fp32, fp32_island
+from .structure import (FlashStructureLayer, FlashStructureNet, FlashStructureConfig, at_least_fp32,
+                                  fp32_island)
 
 # %% ../nbs/06_sparse_pairs.ipynb #95366f34
 def gather_residues(x: Tensor, idx: Tensor) -> Tensor:
@@ -92,8 +94,8 @@ class SparseKNNPairSelector(nn.Module):
     `valid` is False for padding, padded partners and repeats. No gradient: the lists are discrete."""
     strategies = ("coordinate", "sequence", "hybrid")
 
-    def __init__(self, k: int = 32, strategy: str = "hybrid", include_all_local: bool = False, local_window: int = 3,
-                 chunk_size: int | None = 1024):
+    def __init__(self, *, k: int = 32, strategy: str = "hybrid", include_all_local: bool = False,
+                 local_window: int = 3, chunk_size: int | None = 1024):
         super().__init__()
         if strategy not in self.strategies:
             raise ValueError(f"strategy must be one of {self.strategies}, got {strategy!r}")
@@ -159,7 +161,7 @@ class SparseIPA(InvariantPointAttention):
     neighbour list; pair bias and o^pair from edge features e_ij. Memory O(L K (C + H d)); the parameters are those of
     `InvariantPointAttention`, so `K = L` reproduces dense IPA."""
     def __init__(self, c_s: int, c_z: int, c_hidden: int = 16, n_head: int = 12, n_qk_point: int = 4,
-                 n_v_point: int = 8, chunk_size: int | None = 512, inf: float = 1e5, eps: float = 1e-8):
+                 n_v_point: int = 8, *, chunk_size: int | None = 512, inf: float = 1e5, eps: float = 1e-8):
         super().__init__(c_s, c_z, c_hidden, n_head, n_qk_point, n_v_point, inf=inf, eps=eps)
         if chunk_size is not None and chunk_size < 1:
             raise ValueError(f"chunk_size must be ≥ 1 or None, got {chunk_size}")
@@ -208,17 +210,30 @@ def forward(self: SparseIPA, s: Tensor, e: Tensor, idx: Tensor, valid: Tensor, r
                            rearrange(o_pair, "b l h c -> b l (h c)")], -1)
     return self.linear_out(feats.to(s.dtype))
 
+# %% ../nbs/06_sparse_pairs.ipynb #996b2c5f
+@dataclass(kw_only=True)
+class SparseConfig:
+    "Sparse pairs: the k-NN neighbour lists and the query blocks of sparse IPA."
+    k: int = 32                    # neighbours per residue by `strategy` (the local window comes on top)
+    strategy: str = "hybrid"       # one of SparseKNNPairSelector.strategies
+    local_window: int = 3          # w: |i - j| ≤ w
+    chunk: int | None = 512        # query residues per sparse-IPA block, recomputed in backward (None: one block)
+
+    def __post_init__(self):
+        if self.strategy not in SparseKNNPairSelector.strategies:
+            raise ValueError(f"strategy must be one of {SparseKNNPairSelector.strategies}, got {self.strategy!r}")
+        if self.k < 1: raise ValueError(f"k must be ≥ 1, got {self.k}")
+        if self.local_window < 0: raise ValueError(f"local_window must be ≥ 0, got {self.local_window}")
+        if self.chunk is not None and self.chunk < 1: raise ValueError(f"chunk must be ≥ 1 or None, got {self.chunk}")
+
 # %% ../nbs/06_sparse_pairs.ipynb #78af9b87
 class SparseStructureLayer(FlashStructureLayer):
     "`FlashStructureLayer`'s residuals, transition and frame update around `SparseIPA` on edge features."
-    def __init__(self, c_s: int = 128, c_p: int = 128, c_hidden_ipa: int = 16, n_head_ipa: int = 12,
-                 n_qk_point: int = 4, n_v_point: int = 8, ipa_dropout: float = 0.1, n_transition_layer: int = 1,
-                 transition_dropout: float = 0.1, use_mhc: bool = True, mhc: MHCConfig | None = None,
-                 layer_index: int = 0, chunk_size: int | None = 512):
-        super().__init__(c_s, c_p, 4, c_hidden_ipa, n_head_ipa, n_qk_point, n_v_point, ipa_dropout, n_transition_layer,
-                         transition_dropout, use_mhc, mhc, layer_index, relpos=None)
+    def __init__(self, *, c_s: int, c_p: int, config: FlashStructureConfig, sparse: SparseConfig, layer_index: int = 0):
+        super().__init__(c_s=c_s, c_p=c_p, c_ipa_pair=4, config=config, layer_index=layer_index)
         del self.linear_pair_left, self.linear_pair_right       # the edges are Genie's pair itself: no IPA factors
-        self.ipa = SparseIPA(c_s, c_p, c_hidden_ipa, n_head_ipa, n_qk_point, n_v_point, chunk_size=chunk_size)
+        c = config
+        self.ipa = SparseIPA(c_s, c_p, c.c_hidden_ipa, c.n_head_ipa, c.n_qk_point, c.n_v_point, chunk_size=sparse.chunk)
 
     def forward(self, x: Tensor, e: Tensor, idx: Tensor, valid: Tensor, rots: Tensor, trans: Tensor, mask: Tensor):
         "x: s `[b, l, c_s]` or streams `[b, l, n, c_s]`; edges e `[b, l, K, c_p]` on (idx, valid) → (x, rots, trans)."
@@ -226,16 +241,18 @@ class SparseStructureLayer(FlashStructureLayer):
 
 # %% ../nbs/06_sparse_pairs.ipynb #ae5d9549
 class SparseStructureNet(FlashStructureNet):
-    """Genie's structure module on sparse edges: `n_layer` `SparseStructureLayer`s, frames in and frames out,
-    `checkpoint_layers` as in `FlashStructureNet`."""
-    def __init__(self, c_s: int = 128, c_p: int = 128, c_hidden_ipa: int = 16, n_head_ipa: int = 12,
-                 n_qk_point: int = 4, n_v_point: int = 8, n_layer: int = 5, ipa_dropout: float = 0.1,
-                 n_transition_layer: int = 1, transition_dropout: float = 0.1, use_mhc: bool = True,
-                 mhc: MHCConfig | None = None, chunk_size: int | None = 512, checkpoint_layers: bool = False):
-        super().__init__(c_s, c_p, n_layer=0, use_mhc=use_mhc, mhc=mhc, checkpoint_layers=checkpoint_layers)
-        self.layers = nn.ModuleList([SparseStructureLayer(
-            c_s, c_p, c_hidden_ipa, n_head_ipa, n_qk_point, n_v_point, ipa_dropout, n_transition_layer,
-            transition_dropout, use_mhc, self.mhc, i, chunk_size) for i in range(n_layer)])
+    """Genie's structure module on sparse edges: `config.n_layer` `SparseStructureLayer`s with their own weights (tied
+    afterwards by the denoiser, for `config.sharing`), frames in and frames out, `checkpoint_layers` as in
+    `FlashStructureNet`."""
+    def __init__(self, *, c_s: int, c_p: int, config: FlashStructureConfig | None = None,
+                 sparse: SparseConfig | None = None, checkpoint_layers: bool = False):
+        nn.Module.__init__(self)   # FlashStructureNet's loop and attributes, not its layers: no factors, so no rank
+        config = FlashStructureConfig() if config is None else config
+        self.sparse = SparseConfig() if sparse is None else sparse
+        self.config, self.c_s, self.c_p, self.checkpoint_layers = config, c_s, c_p, checkpoint_layers
+        self.use_mhc, self.mhc, self.sharing = config.mhc is not None, config.mhc, "none"
+        self.layers = nn.ModuleList([SparseStructureLayer(c_s=c_s, c_p=c_p, config=config, sparse=self.sparse,
+                                                          layer_index=i) for i in range(config.n_layer)])
 
     def forward(self, s: Tensor, e: Tensor, idx: Tensor, valid: Tensor, rots: Tensor, trans: Tensor, mask: Tensor,
                 return_single: bool = False):

@@ -4,11 +4,12 @@
 
 # %% auto #0
 __all__ = ['at_least_fp32', 'fp32_island', 'FlashIPA', 'sinkhorn_knopp', 'ManifoldHyperConnection', 'MHCConfig',
-           'FlashStructureLayer', 'FlashStructureNet']
+           'FlashStructureConfig', 'FlashStructureLayer', 'FlashStructureNet']
 
 # %% ../nbs/04_structure.ipynb #93892dc7
 import math, contextlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
+from typing import ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
@@ -17,7 +18,7 @@ from einops import rearrange, repeat, einsum
 from fastcore.basics import patch
 from .protein import check_prefix_mask, centre_coords, LOCAL_CHAIN
 from .primitives import (Linear, InvariantPointAttention, StructureTransition, StructureMLP, BackboneUpdate,
-                                   invert_apply_frames, compose_frames)
+                                   StructureConfig, invert_apply_frames, compose_frames)
 from .factorized_pairs import relpos_wavelengths, fourier_relpos_factors
 
 # %% ../nbs/04_structure.ipynb #ab634737
@@ -49,7 +50,7 @@ class FlashIPA(InvariantPointAttention):
     SDPA call over augmented q̃, k̃, ṽ (point term expanded by completing the square).
     Parameters are those of `InvariantPointAttention`."""
     def __init__(self, c_s: int, c_z: int, c_hidden: int = 16, n_head: int = 12, n_qk_point: int = 4,
-                 n_v_point: int = 8, relpos: str | None = None, n_freq: int = 16, relpos_max_len: int = 4096,
+                 n_v_point: int = 8, *, relpos: str | None = None, n_freq: int = 16, relpos_max_len: int = 4096,
                  chunk_size: int | None = None, inf: float = 1e5, eps: float = 1e-8):
         super().__init__(c_s, c_z, c_hidden, n_head, n_qk_point, n_v_point, inf=inf, eps=eps)
         if relpos not in (None, "fourier"): raise ValueError(f"relpos={relpos!r}: use None or 'fourier'")
@@ -194,7 +195,7 @@ def sinkhorn_knopp(logits: Tensor, iters: int = 20, log_domain: bool = True) -> 
 class ManifoldHyperConnection(nn.Module):
     """mHC (arXiv 2512.24880): n residual streams per residue, X ← H_res X + H_postᵀ F(H_pre X), with per-residue
     maps from RMSNorm(vec X): H_pre = σ(·), H_post = 2σ(·), H_res = Sinkhorn–Knopp(·). `n_streams=1`: plain residual."""
-    def __init__(self, c: int, n_streams: int = 4, layer_index: int = 0, alpha_init: float = 0.01,
+    def __init__(self, c: int, *, n_streams: int = 4, layer_index: int = 0, alpha_init: float = 0.01,
                  beta_res: float = 4.0, pre_mass: float = 0.9, sinkhorn_iters: int = 20, log_domain: bool = True,
                  dynamic: bool = True):
         super().__init__()
@@ -257,7 +258,7 @@ def forward(self: ManifoldHyperConnection, x: Tensor, branch) -> Tensor:
     return einsum(h_res, x, "... k m, ... m c -> ... k c") + h_post[..., None] * y[..., None, :]
 
 # %% ../nbs/04_structure.ipynb #df504027
-@dataclass
+@dataclass(kw_only=True)
 class MHCConfig:
     "mHC settings (the stream count n is part of the architecture: it sets the weights)."
     n_streams: int = 4
@@ -270,39 +271,63 @@ class MHCConfig:
 
     def make(self, c: int, layer_index: int = 0) -> ManifoldHyperConnection:
         "The mHC module for width `c` at sublayer `layer_index`."
-        return ManifoldHyperConnection(c, self.n_streams, layer_index, self.alpha_init, self.beta_res, self.pre_mass,
-                                       self.sinkhorn_iters, self.log_domain, self.dynamic)
+        return ManifoldHyperConnection(c, n_streams=self.n_streams, layer_index=layer_index,
+                                       alpha_init=self.alpha_init, beta_res=self.beta_res, pre_mass=self.pre_mass,
+                                       sinkhorn_iters=self.sinkhorn_iters, log_domain=self.log_domain,
+                                       dynamic=self.dynamic)
+
+# %% ../nbs/04_structure.ipynb #71f2804e
+@dataclass(kw_only=True)
+class FlashStructureConfig(StructureConfig):
+    "Genie's `StructureConfig` plus this module's Flash-IPA, mHC and layer-sharing settings."
+    c_ipa_pair: int | None = None          # C', the IPA pair width (None: max(4, 128 // R_tot))
+    relpos: str | None = "fourier"         # Fourier relative position in IPA, or None
+    n_relpos_freq: int = 16                # F
+    ipa_chunk: int | None = None           # query chunks of the IPA call (None: one call)
+    mhc: MHCConfig | None = field(default_factory=MHCConfig)   # None: Genie's post-LN residual layer
+    sharing: str = "none"                  # structure-layer weight sharing, built by 08's CompressedStructureNet
+    sharing_block_size: int = 4            # M, repeats per block for sharing="block"
+    sharing_schemes: ClassVar[tuple] = ("none", "universal", "alternating", "block")
+
+    def __post_init__(self):
+        if self.relpos not in (None, "fourier"): raise ValueError(f"relpos={self.relpos!r}: use None or 'fourier'")
+        if self.ipa_chunk is not None and self.ipa_chunk < 1:
+            raise ValueError(f"ipa_chunk must be ≥ 1 or None, got {self.ipa_chunk}")
+        if self.c_ipa_pair is not None and self.c_ipa_pair < 1:
+            raise ValueError(f"c_ipa_pair must be ≥ 1 or None, got {self.c_ipa_pair}")
+        if self.mhc is not None and not isinstance(self.mhc, MHCConfig):
+            raise TypeError(f"mhc must be an MHCConfig or None, got {type(self.mhc).__name__} (read a dict with "
+                            "config_from_dict)")
+        if self.sharing not in self.sharing_schemes:
+            raise ValueError(f"sharing={self.sharing!r}: use one of {self.sharing_schemes}")
+        if self.sharing_block_size < 1:
+            raise ValueError(f"sharing_block_size must be ≥ 1, got {self.sharing_block_size}")
 
 # %% ../nbs/04_structure.ipynb #b3b30972
 class FlashStructureLayer(nn.Module):
-    """One structure layer on factorised pairs: Genie's post-LN layer (`use_mhc=False`) or the pre-norm
-    mHC layer (`use_mhc=True`); IPA is Flash-IPA (`ipa='flash'`) or dense IPA on the reconstructed pair
-    (`ipa='dense'`)."""
-    def __init__(self, c_s: int = 128, c_p: int = 128, c_ipa_pair: int = 16, c_hidden_ipa: int = 16,
-                 n_head_ipa: int = 12, n_qk_point: int = 4, n_v_point: int = 8, ipa_dropout: float = 0.1,
-                 n_transition_layer: int = 1, transition_dropout: float = 0.1, use_mhc: bool = True,
-                 mhc: MHCConfig | None = None, layer_index: int = 0, ipa: str = "flash",
-                 relpos: str | None = "fourier", n_relpos_freq: int = 16, relpos_max_len: int = 4096,
-                 chunk_size: int | None = None):
+    "One structure layer on factorised pairs: Genie's post-LN layer (`config.mhc=None`) or the pre-norm mHC layer."
+    def __init__(self, *, c_s: int, c_p: int, c_ipa_pair: int, config: FlashStructureConfig, layer_index: int = 0,
+                 ipa: str = "flash", n_pos: int = 4096):
         super().__init__()
         if ipa not in ("flash", "dense"): raise ValueError(f"ipa={ipa!r}: use 'flash' or 'dense'")
-        self.use_mhc, self.ipa_impl = use_mhc, ipa
+        c, mhc = config, config.mhc
+        self.use_mhc, self.ipa_impl = mhc is not None, ipa
         self.linear_pair_left = Linear(c_p, c_ipa_pair, bias=False, fan="openfold")    # D_L
         self.linear_pair_right = Linear(c_p, c_ipa_pair, bias=False, fan="openfold")   # D_R
-        self.ipa = FlashIPA(c_s, c_ipa_pair, c_hidden_ipa, n_head_ipa, n_qk_point, n_v_point, relpos=relpos,
-                            n_freq=n_relpos_freq, relpos_max_len=relpos_max_len, chunk_size=chunk_size)
-        self.ipa_dropout = nn.Dropout(ipa_dropout)
+        self.ipa = FlashIPA(c_s, c_ipa_pair, c.c_hidden_ipa, c.n_head_ipa, c.n_qk_point, c.n_v_point, relpos=c.relpos,
+                            n_freq=c.n_relpos_freq, relpos_max_len=n_pos, chunk_size=c.ipa_chunk)
+        self.ipa_dropout = nn.Dropout(c.ipa_dropout)
         self.ipa_layer_norm = nn.LayerNorm(c_s)
-        if not use_mhc:
-            self.transition = StructureTransition(c_s, n_transition_layer, transition_dropout)
+        if mhc is None:
+            self.transition = StructureTransition(c_s, c.n_transition_layer, c.transition_dropout)
         else:
-            mhc, k = mhc or MHCConfig(), (1 + n_transition_layer) * layer_index
+            k = (1 + c.n_transition_layer) * layer_index
             self.n_streams = mhc.n_streams
             self.mhc_ipa = mhc.make(c_s, k)
-            self.mhc_transition = nn.ModuleList([mhc.make(c_s, k + 1 + t) for t in range(n_transition_layer)])
-            self.transition_layer_norm = nn.ModuleList([nn.LayerNorm(c_s) for _ in range(n_transition_layer)])
-            self.transition = nn.ModuleList([StructureMLP(c_s) for _ in range(n_transition_layer)])
-            self.transition_dropout = nn.Dropout(transition_dropout)
+            self.mhc_transition = nn.ModuleList([mhc.make(c_s, k + 1 + t) for t in range(c.n_transition_layer)])
+            self.transition_layer_norm = nn.ModuleList([nn.LayerNorm(c_s) for _ in range(c.n_transition_layer)])
+            self.transition = nn.ModuleList([StructureMLP(c_s) for _ in range(c.n_transition_layer)])
+            self.transition_dropout = nn.Dropout(c.transition_dropout)
             self.bb_layer_norm = nn.LayerNorm(c_s)
         self.bb_update = BackboneUpdate(c_s)
 
@@ -351,24 +376,25 @@ def forward(self: FlashStructureLayer, x: Tensor, f_left: Tensor, f_right: Tenso
 
 # %% ../nbs/04_structure.ipynb #3fe5b2bb
 class FlashStructureNet(nn.Module):
-    """Genie's structure module on factorised pairs: `n_layer` `FlashStructureLayer`s with their own weights;
+    """Genie's structure module on factorised pairs: `config.n_layer` `FlashStructureLayer`s with their own weights;
     frames in, frames out: `net(s, f_left, f_right, rots, trans, mask) -> (rots, trans)`. `checkpoint_layers`
     recomputes each layer in backward (gradient checkpointing, 08's `checkpoint_structure`): same gradients, only
     layer inputs saved."""
-    def __init__(self, c_s: int = 128, c_p: int = 128, rank: int = 8, c_ipa_pair: int | None = None,
-                 c_hidden_ipa: int = 16, n_head_ipa: int = 12, n_qk_point: int = 4, n_v_point: int = 8,
-                 n_layer: int = 5, ipa_dropout: float = 0.1, n_transition_layer: int = 1,
-                 transition_dropout: float = 0.1, use_mhc: bool = True, mhc: MHCConfig | None = None,
-                 ipa: str = "flash", relpos: str | None = "fourier", n_relpos_freq: int = 16,
-                 relpos_max_len: int = 4096, chunk_size: int | None = None, checkpoint_layers: bool = False):
+    def __init__(self, *, c_s: int, c_p: int, rank: int, config: FlashStructureConfig | None = None,
+                 ipa: str = "flash", n_pos: int = 4096, checkpoint_layers: bool = False):
         super().__init__()
-        self.c_s, self.c_p, self.rank, self.checkpoint_layers = c_s, c_p, rank, checkpoint_layers
-        self.c_ipa_pair = c_ipa_pair or max(4, 128 // rank)
-        self.use_mhc, self.mhc = use_mhc, ((mhc or MHCConfig()) if use_mhc else None)
-        self.layers = nn.ModuleList([FlashStructureLayer(
-            c_s, c_p, self.c_ipa_pair, c_hidden_ipa, n_head_ipa, n_qk_point, n_v_point, ipa_dropout, n_transition_layer,
-            transition_dropout, use_mhc, self.mhc, i, ipa, relpos, n_relpos_freq, relpos_max_len, chunk_size)
-            for i in range(n_layer)])
+        config = FlashStructureConfig() if config is None else config
+        if not isinstance(config, FlashStructureConfig):
+            raise TypeError(f"config must be a FlashStructureConfig, got {type(config).__name__}")
+        if config.sharing != "none":
+            raise ValueError(f"config.sharing={config.sharing!r}: FlashStructureNet has no shared layers; "
+                             "build 08's CompressedStructureNet")
+        self.config, self.c_s, self.c_p, self.rank, self.checkpoint_layers = config, c_s, c_p, rank, checkpoint_layers
+        self.c_ipa_pair = config.c_ipa_pair or max(4, 128 // rank)
+        self.use_mhc, self.mhc = config.mhc is not None, config.mhc
+        self.layers = nn.ModuleList([
+            FlashStructureLayer(c_s=c_s, c_p=c_p, c_ipa_pair=self.c_ipa_pair, config=config, layer_index=i, ipa=ipa,
+                                n_pos=n_pos) for i in range(config.n_layer)])
 
 # %% ../nbs/04_structure.ipynb #1795899e
 @patch

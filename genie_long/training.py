@@ -335,11 +335,17 @@ def step(self: MixedPrecisionTrainer, loss_fn: Callable[[], Tensor]) -> dict:
 # %% ../nbs/05_training.ipynb #14478f43
 class CurriculumStream:
     """Endless batches whose crop length follows `scheduler` and whose size follows `batch_size` (an int or a
-    `DynamicBatchSize`): chains drawn uniformly (seeded per batch), each a random contiguous crop of L_curr residues
-    (Genie's crop; shorter chains are padded). Resumable via `state_dict`; the n-th batch is the one of step n."""
-    def __init__(self, dataset: ProteinDataset, scheduler: ProgressiveTrainingScheduler, batch_size, seed: int = 0):
+    `DynamicBatchSize`): chains drawn (seeded per batch) uniformly or, with `weighting='residues'`, in proportion to
+    the residues they give a crop, min(n_i, L_curr); each a random contiguous crop of L_curr residues (Genie's crop;
+    shorter chains are padded). Resumable via `state_dict`; the n-th batch is the one of step n."""
+    weightings = ('uniform', 'residues')
+
+    def __init__(self, dataset: ProteinDataset, scheduler: ProgressiveTrainingScheduler, batch_size, seed: int = 0,
+                 weighting: str = 'uniform'):
         if len(dataset) == 0: raise ValueError("the dataset is empty")
+        if weighting not in self.weightings: raise ValueError(f"weighting={weighting!r}: use one of {self.weightings}")
         self.ds, self.scheduler, self.batch_size, self.seed, self.count = dataset, scheduler, batch_size, seed, 0
+        self.weighting = weighting
 
     def __iter__(self): return self
     def __next__(self) -> dict: return collate_chains([self.ds[i] for i in self.next_indices()])
@@ -349,15 +355,22 @@ class CurriculumStream:
         L = self.ds.max_len = self.scheduler.get_max_length(self.count)
         b = self.batch_size if isinstance(self.batch_size, int) else self.batch_size.get_batch_size(L)
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.count)
-        idx = torch.randint(len(self.ds), (b,), generator=g).tolist()
+        if self.weighting == 'uniform': idx = torch.randint(len(self.ds), (b,), generator=g).tolist()
+        else: idx = torch.multinomial(self.ds.crop_lengths().double(), b, replacement=True, generator=g).tolist()
         self.count += 1
         return idx
 
-    def state_dict(self): return {'count': self.count, 'seed': self.seed, 'scheduler': self.scheduler.state_dict()}
+    def state_dict(self):
+        return {'count': self.count, 'seed': self.seed, 'scheduler': self.scheduler.state_dict(),
+                'weighting': self.weighting}
+
     def load_state_dict(self, d):
         if d['scheduler'] != self.scheduler.state_dict():
             raise ValueError(f"the checkpoint's curriculum {d['scheduler']} differs from this run's "
                              f"{self.scheduler.state_dict()}")
+        if d.get('weighting', 'uniform') != self.weighting:   # checkpoints of older versions drew uniformly
+            raise ValueError(f"the checkpoint drew chains by {d.get('weighting', 'uniform')!r}, this run by "
+                             f"{self.weighting!r}: start a new run from its weights instead")
         self.count, self.seed = d['count'], d['seed']
 
 # %% ../nbs/05_training.ipynb #95b75d0f

@@ -47,7 +47,7 @@ class FactorizedTriangleMultiplicativeUpdate(nn.Module):
     `preset="design"`: Ã ⊙ masked-mean_k B̃ on the rank-mixed gated projections; returns (ΔF_L, ΔF_R) with
     the untouched side None (outgoing updates F_L, incoming F_R), for the 'design' distribute step."""
     outgoing = True
-    def __init__(self, c_p: int, rank: int, c_hidden: int = 128, preset: str = "exact", dropout: float = 0.0,
+    def __init__(self, *, c_p: int, rank: int, c_hidden: int = 128, preset: str = "exact", dropout: float = 0.0,
                  chunk_size: int | None = None):
         super().__init__()
         _check_preset(preset, type(self).__name__)
@@ -177,7 +177,7 @@ class ChunkedTriangleAttention(nn.Module):
     Starting node: x from F_L, updates F_L; ending node: x from F_R, the bias transposed, updates F_R. Returns
     (ΔF_L, ΔF_R) with the untouched side None. Queries run in chunks of `chunk_size` (None: one call)."""
     starting = True
-    def __init__(self, c_p: int, rank: int, n_head: int = 4, c_head: int = 32, preset: str = "exact",
+    def __init__(self, *, c_p: int, rank: int, n_head: int = 4, c_head: int = 32, preset: str = "exact",
                  chunk_size: int | None = None, c_bias: int = 16):
         super().__init__()
         _check_preset(preset, type(self).__name__)

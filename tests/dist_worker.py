@@ -33,7 +33,8 @@ def one_step(model, micro_batches):
     seen = {}
     step = opt.step
     def capture():
-        seen['grad'] = torch.cat([p.grad.flatten() for p in model.parameters()]); step()
+        seen['grad'] = torch.cat([p.grad.flatten() for p in model.parameters()])
+        step()
     opt.step = capture
     fn = lambda b: eps_loss_sum(model(b['x_t'], b['t'], b['mask']), b['eps'], b['mask'])[0]
     out = acc.step(micro_batches, fn)
@@ -45,23 +46,28 @@ def rel(a, b): return ((a - b).norm() / b.norm()).item()
 
 def main(out_dir: Path):
     torch.manual_seed(0)
-    base = perturb_parameters_(GenieDenoiser(reference_config("tiny", n_pair_transform_layer=1, n_structure_layer=1)), 0.1, 0)
+    config = reference_config("tiny", trunk=dict(n_layer=1), structure=dict(n_layer=1))
+    base = perturb_parameters_(GenieDenoiser(config), 0.1, 0)
     base = base.double().eval()                      # eval: no dropout draws, so ranks and the reference agree
     big = fixed_batch()
     res = {}
     for k in (1, 2):   # k micro-batches per step; each rank takes its strided share of each micro-batch
         par = DistributedModelWrapper(copy.deepcopy(base), device='cpu')
         calls = []   # gradient all-reduces (one per bucket): no_sync must leave the inner micro-steps without any
-        par.wrapped.register_comm_hook(None, lambda state, bucket: (calls.append(1), allreduce_hook(dist.group.WORLD, bucket))[1])
+        def hook(state, bucket):
+            calls.append(1)
+            return allreduce_hook(dist.group.WORLD, bucket)
+        par.wrapped.register_comm_hook(None, hook)
         n = len(big['mask'])
         micro = [take(big, list(range(j * n // k, (j + 1) * n // k))[par.rank::par.world_size]) for j in range(k)]
         loss, grad, w = one_step(par.wrapped, micro)
         ref_loss, ref_grad, ref_w = one_step(copy.deepcopy(base), [big])     # one process, the whole batch
         gathered = [torch.empty_like(grad) for _ in range(par.world_size)]
         dist.all_gather(gathered, grad)
+        w0 = torch.cat([p.detach().flatten() for p in base.parameters()])
         res[f'k{k}'] = dict(rank=par.rank, world_size=par.world_size, residues=[int(b['mask'].sum()) for b in micro],
-                            loss=loss, ref_loss=ref_loss, grad_vs_single=rel(grad, ref_grad), update_vs_single=rel(w - torch.cat(
-                                [p.detach().flatten() for p in base.parameters()]), ref_w - torch.cat([p.detach().flatten() for p in base.parameters()])),
+                            loss=loss, ref_loss=ref_loss, grad_vs_single=rel(grad, ref_grad),
+                            update_vs_single=rel(w - w0, ref_w - w0),
                             grad_between_ranks=max(rel(g, gathered[0]) for g in gathered), allreduce_calls=len(calls))
     # the loss curve: three Adam steps on fresh batches, 2 ranks × their shares against one process × the whole batch
     par, ref = DistributedModelWrapper(copy.deepcopy(base), device='cpu'), copy.deepcopy(base)
@@ -71,7 +77,8 @@ def main(out_dir: Path):
         b = fixed_batch(seed=10 + s)
         share = take(b, list(range(len(b['mask'])))[par.rank::par.world_size])
         for m, acc, batch, curve in zip((par.wrapped, ref), accs, (share, b), curves):
-            curve.append(acc.step([batch], lambda x, m=m: eps_loss_sum(m(x['x_t'], x['t'], x['mask']), x['eps'], x['mask'])[0])['loss'])
+            def loss_fn(x, m=m): return eps_loss_sum(m(x['x_t'], x['t'], x['mask']), x['eps'], x['mask'])[0]
+            curve.append(acc.step([batch], loss_fn)['loss'])
     res['curve'], res['ref_curve'] = curves
     (out_dir / f'rank{dist.get_rank()}.json').write_text(json.dumps(res))
     shutdown_distributed(0)                          # barrier → destroy_process_group → flush → os._exit(0)

@@ -1,6 +1,7 @@
-"""Sequence-parallel worker, launched by tests/test_sequence_parallel.py as `torchrun --standalone --nproc_per_node P
-sp_worker.py OUT_DIR`: for each case, the long denoiser with its residues split across the ranks against the same model
-in one process (float64, padded batch, dropout off): ε̂, the loss and every parameter gradient. Writes rank<r>.json."""
+"""Sequence-parallel worker, launched by tests/test_sequence_parallel.py as
+`torchrun --standalone --nproc_per_node P sp_worker.py OUT_DIR`: for each case, the long denoiser with its residues
+split across the ranks against the same model in one process (float64, padded batch, dropout off): ε̂, the loss and
+every parameter gradient. Writes rank<r>.json."""
 import copy, json, os, sys, traceback
 from pathlib import Path
 
@@ -16,10 +17,10 @@ CASES = {
     'plain': dict(L=21, kw=dict()),
     # every memory saving of a plan on: rank blocks, checkpointed layers, residue chunks, and IPA query chunks
     # (collectives are recomputed in backward, in the same order on every rank)
-    'switches': dict(L=23, kw=dict(ipa_chunk_size=3), plan=MemoryPlan.lean(rank_chunk=2, pair_chunk=4)),
-    'sqdist': dict(L=17, kw=dict(template='pooled+sqdist', use_mhc=False)),
+    'switches': dict(L=23, kw=dict(structure=dict(ipa_chunk=3)), plan=MemoryPlan.lean(rank_chunk=2, pair_chunk=4)),
+    'sqdist': dict(L=17, kw=dict(pairs=dict(template='pooled+sqdist'), structure=dict(mhc=None))),
     # sparse k-NN edges: each rank selects its residues' neighbours among all residues
-    'sparse': dict(L=22, kw=dict(pair_mode='sparse', sparse_k=8, sparse_chunk_size=5)),
+    'sparse': dict(L=22, kw=dict(pair_mode='sparse', sparse=dict(k=8, chunk=5))),
 }
 
 
@@ -50,7 +51,8 @@ def check(name, L, kw, plan=None):
                    if q.grad is not None) / scale
     return dict(loss=total.item(), ref_loss=ref_loss.item(), grad_rel_err=grad_err,
                 eps_rel_err=((eps - eps_ref).abs().max() / eps_ref.abs().max()).item(),
-                missing_grads=sum((p.grad is None) != (q.grad is None) for p, q in zip(model.parameters(), ref.parameters())))
+                missing_grads=sum((p.grad is None) != (q.grad is None)
+                                  for p, q in zip(model.parameters(), ref.parameters())))
 
 
 if __name__ == '__main__':
@@ -62,6 +64,11 @@ if __name__ == '__main__':
         res = {name: check(name, **case) for name, case in CASES.items()}
         (out / f'rank{rank}.json').write_text(json.dumps(dict(world=dist.get_world_size(), **res)))
     except Exception:
-        traceback.print_exc(); code = 1
+        traceback.print_exc()
+        code = 1
     # gloo can abort at interpreter exit after the work is done; end deliberately (SPEC 09)
-    dist.barrier(); dist.destroy_process_group(); sys.stdout.flush(); sys.stderr.flush(); os._exit(code)
+    dist.barrier()
+    dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -8,8 +8,8 @@ import pytest
 
 from cli_helpers import ROOT, FIXTURES, EXE, run, assert_user_error
 
-SHARED = next((p for p in (ROOT.parent / 'shared' / 'data' / 'structures', Path('/work/shared/data/structures')) if p.is_dir()),
-              ROOT.parent / 'shared' / 'data' / 'structures')
+SHARED_CANDIDATES = (ROOT.parent / 'shared' / 'data' / 'structures', Path('/work/shared/data/structures'))
+SHARED = next((p for p in SHARED_CANDIDATES if p.is_dir()), SHARED_CANDIDATES[0])
 
 
 def test_help():
@@ -38,16 +38,19 @@ def test_prepare_train_resume_sample(tmp_path):
     assert 'read 16/16 structure files' in r.stdout and 'README.md: not a structure file' in r.stdout
     assert 'min_length 20' in r.stdout  # short NMR peptides are rejected with their reason
     run_dir = tmp_path / 'run'
-    r = run('train', '--data', data, '--out', run_dir, '--steps', 4, '--batch', 2, '--crop', 24, '--ckpt_every', 2, '--device', 'cpu')
+    r = run('train', '--data', data, '--out', run_dir, '--steps', 4, '--batch', 2, '--crop', 24, '--ckpt_every', 2,
+            '--device', 'cpu')
     assert r.returncode == 0, r.stderr
     assert (run_dir / 'ckpt.pt').exists() and (run_dir / 'loss.png').exists()
     assert len((run_dir / 'metrics.csv').read_text().splitlines()) == 1 + 4
     assert_user_error(run('train', '--data', data, '--out', run_dir, '--steps', 6), '--resume')
-    r = run('train', '--data', data, '--out', run_dir, '--steps', 6, '--batch', 2, '--crop', 24, '--resume', '--device', 'cpu')
+    r = run('train', '--data', data, '--out', run_dir, '--steps', 6, '--batch', 2, '--crop', 24, '--resume',
+            '--device', 'cpu')
     assert r.returncode == 0, r.stderr
     assert len((run_dir / 'metrics.csv').read_text().splitlines()) == 1 + 6
     out = tmp_path / 'samples'
-    r = run('sample', run_dir / 'ckpt.pt', '--lengths', 15, 25, '--count', 2, '--steps', 8, '--out', out, '--device', 'cpu')
+    r = run('sample', run_dir / 'ckpt.pt', '--lengths', 15, 25, '--count', 2, '--steps', 8, '--out', out,
+            '--device', 'cpu')
     assert r.returncode == 0, r.stderr
     assert 'off-reference' in r.stdout and 'adjacent CA–CA' in r.stdout
     pdbs = sorted(out.glob('*.pdb'))
@@ -83,10 +86,12 @@ def test_long_model_train_sample(tmp_path):
     r = run('train', '--model', 'long', '--out', run_dir, '--steps', 2, '--batch', 2, '--crop', 32, '--device', 'cpu')
     assert r.returncode == 0, r.stderr
     assert 'training long/tiny' in r.stdout
-    r = run('sample', run_dir / 'ckpt.pt', '--length', 40, '--count', 1, '--steps', 4, '--out', tmp_path / 's', '--device', 'cpu')
+    r = run('sample', run_dir / 'ckpt.pt', '--length', 40, '--count', 1, '--steps', 4, '--out', tmp_path / 's',
+            '--device', 'cpu')
     assert r.returncode == 0, r.stderr
     assert (tmp_path / 's' / 'L0040_00.pdb').exists()
-    r = run('sample', run_dir / 'ckpt.pt', '--lengths', 300000, '--count', 1, '--memory_gb', 1, '--out', tmp_path / 's2')
+    r = run('sample', run_dir / 'ckpt.pt', '--lengths', 300000, '--count', 1, '--memory_gb', 1,
+            '--out', tmp_path / 's2')
     assert_user_error(r, 'longest chain that fits')           # refused before any work, with the length that would fit
 
 
@@ -99,8 +104,11 @@ def test_sparse_shared_train_sample(tmp_path):
     assert r.returncode == 0, r.stderr
     r = run('train', '--model', 'long', '--out', run_dir, '--batch', 2, '--crop', 32, '--steps', 3, '--resume')
     assert r.returncode == 0, r.stderr                                     # the run's own pair mode and sharing
-    assert "'pair_mode': 'sparse'" in (run_dir / 'config.txt').read_text() and "'sharing': 'universal'" in (run_dir / 'config.txt').read_text()
-    r = run('sample', run_dir / 'ckpt.pt', '--length', 40, '--count', 1, '--steps', 4, '--out', tmp_path / 's', '--device', 'cpu')
+    config = (run_dir / 'config.txt').read_text()
+    assert "overrides = {'pair_mode': 'sparse', 'structure': {'sharing': 'universal'}}" in config
+    assert "'pair_mode': 'sparse'" in config and "'sharing': 'universal'" in config       # the full (nested) config
+    r = run('sample', run_dir / 'ckpt.pt', '--length', 40, '--count', 1, '--steps', 4, '--out', tmp_path / 's',
+            '--device', 'cpu')
     assert r.returncode == 0, r.stderr
     assert_user_error(run('train', '--sharing', 'universal', '--out', tmp_path / 'x'), '--model long')
 
@@ -110,13 +118,15 @@ def test_curriculum_bf16_killed_and_resumed(tmp_path):
     import time
     run_dir = tmp_path / 'cur'
     args = ['train', '--model', 'long', '--out', run_dir, '--crop', 48, '--min_crop', 16, '--batch', 2,
-            '--curriculum', 'cosine', '--warmup_steps', 2, '--growth_steps', 8, '--precision', 'bf16', '--ckpt_every', 2,
-            '--device', 'cpu']
-    proc = subprocess.Popen([EXE, *map(str, args + ['--steps', 400])], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            '--curriculum', 'cosine', '--warmup_steps', 2, '--growth_steps', 8, '--precision', 'bf16',
+            '--ckpt_every', 2, '--device', 'cpu']
+    proc = subprocess.Popen([EXE, *map(str, args + ['--steps', 400])], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
     deadline = time.time() + 300
     while not (run_dir / 'ckpt.pt').exists() and proc.poll() is None and time.time() < deadline: time.sleep(0.5)
     time.sleep(2)
-    proc.kill(); proc.wait()
+    proc.kill()
+    proc.wait()
     assert (run_dir / 'ckpt.pt').exists(), proc.stderr.read().decode()
     from genie_long.learner import load_checkpoint
     final = load_checkpoint(run_dir / 'ckpt.pt')['step'] + 6   # however far the killed run got
@@ -142,8 +152,8 @@ def test_bench_json(tmp_path):
     assert {x['L'] for x in out['ratios']} == {16, 32} and 'long/train' in out['slopes']
     assert (tmp_path / 'b' / 'bench.csv').exists() and (tmp_path / 'b' / 'bench.png').exists()
     assert_user_error(run('bench', '--models', 'nope', '--out', tmp_path / 'c'), 'nope')
-    r = run('bench', '--models', 'long', '--sparse', '--checkpointing', '--compression', '--lengths', 16, '--modes', 'train',
-            '--size', 'tiny', '--repeats', 1, '--out', tmp_path / 'v', '--json')
+    r = run('bench', '--models', 'long', '--sparse', '--checkpointing', '--compression', '--lengths', 16,
+            '--modes', 'train', '--size', 'tiny', '--repeats', 1, '--out', tmp_path / 'v', '--json')
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)['rows']
     assert [x['model'] for x in rows] == ['long', 'long-sparse', 'long-nockpt', 'long-lean', 'long-shared']
@@ -158,7 +168,8 @@ def test_plan():
     assert 'train step of long/genie at L=4096' in r.stdout and '→' in r.stdout and 'no saving' in r.stdout
     r = run('plan', '--length', 4096, '--memory_gb', 3, '--device', 'cpu')
     assert 'every saving' not in r.stdout and 'residue chunks of 128; about' in r.stdout
-    assert_user_error(run('plan', '--length', 300000, '--memory_gb', 2, '--device', 'cpu'), 'longest chain that fits is')
+    r = run('plan', '--length', 300000, '--memory_gb', 2, '--device', 'cpu')
+    assert_user_error(r, 'longest chain that fits is')
 
 
 def test_evaluate(tmp_path):
@@ -175,5 +186,6 @@ def test_evaluate(tmp_path):
     assert len(lines) == 1 + 3 + 1 and lines[-1].startswith('summary,')
     assert (tmp_path / 'ev' / 'evaluation.png').stat().st_size > 10_000
     assert 'evaluate' in run('--help').stdout
-    assert_user_error(run('evaluate', tmp_path / 'samples', '--train', tmp_path / 'nope.npz', '--out', tmp_path / 'e'), 'nope.npz')
+    r = run('evaluate', tmp_path / 'samples', '--train', tmp_path / 'nope.npz', '--out', tmp_path / 'e')
+    assert_user_error(r, 'nope.npz')
     assert_user_error(run('evaluate', tmp_path / 'missing.pdb'), 'missing.pdb')

@@ -1,0 +1,103 @@
+"""The sample-quality-versus-compute study of notebook 12: train one model in chunks of steps with `genie-long train`
+(each chunk resumes the last, bit for bit on a CPU), keep a snapshot of the weights after each chunk, and score
+fixed-seed samples of every snapshot with `genie-long sample` and `genie-long evaluate --no_tm`. Everything lands in
+--out and the scores are appended to --out/study.csv, so running the same command again continues where it stopped,
+on this machine or another one that has the folder.
+
+    python scripts/quality_study.py --out runs/small --size small --until 20000 --chunk 1000 -- \
+        --crop 256 --batch 16 --lr 1e-3 --curriculum cosine --min_crop 64 --warmup_steps 300 --growth_steps 2500 \
+        --ema 0.999 --val_every 500
+
+Arguments after `--` go to `genie-long train` unchanged (give the curriculum's --warmup_steps and --growth_steps: their
+defaults follow --steps, which grows chunk by chunk).
+"""
+import csv
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from fastcore.script import call_parse, Param
+
+FIELDS = ['step', 'train_s', 'threads', 'cpu_hours', 'val_loss', 'L', 'n', 'bonds', 'clash_residues', 'rg_ratio',
+          'helix', 'strand']
+
+
+def run(args: list, log: Path):
+    "Run `genie-long *args`, appending its output to `log`; stop the study with the command's own message on failure."
+    with open(log, 'a') as fh:
+        fh.write(f"\n$ genie-long {' '.join(map(str, args))}\n")
+        fh.flush()
+        r = subprocess.run(['genie-long', *map(str, args)], stdout=fh, stderr=subprocess.STDOUT)
+    if r.returncode: sys.exit(f"genie-long {args[0]} failed (exit {r.returncode}); see {log}")
+
+
+def last_row(path: Path, step: int, key: str = 'step') -> dict:
+    "The last row of a CSV whose `key` is at most `step` ({} if none)."
+    if not path.exists(): return {}
+    rows = [r for r in csv.DictReader(open(path)) if int(float(r[key])) <= step]
+    return rows[-1] if rows else {}
+
+
+def score(snapshot: Path, work: Path, lengths, count: int, steps: int, threads: int, log: Path) -> dict:
+    "Per-length means of the evaluation metrics of `count` samples per length (seed 0) from `snapshot`."
+    samples = work / 'samples'
+    run(['sample', snapshot, '--lengths', *lengths, '--count', count, '--steps', steps, '--seed', 0, '--out', samples,
+         '--overwrite', '--threads', threads, '--device', 'cpu'], log)
+    run(['evaluate', samples, '--no_tm', '--out', work / 'eval'], log)
+    rows = list(csv.DictReader(open(work / 'eval' / 'evaluation.csv')))
+    out = {}
+    for L in lengths:
+        rs = [r for r in rows if r['name'].startswith(f"L{L:04d}_")]
+        mean = lambda k: statistics.fmean(float(r[k]) for r in rs)
+        out[L] = dict(n=len(rs), bonds=mean('caca_frac_3.8'), clash_residues=mean('clash_residues'),
+                      rg_ratio=statistics.median(float(r['rg_ratio']) for r in rs), helix=mean('helix'),
+                      strand=mean('strand'))
+    return out
+
+
+# what follows `--` is for `genie-long train`, not for this script's parser
+TRAIN_ARGS = sys.argv[sys.argv.index('--') + 1:] if '--' in sys.argv else []
+del sys.argv[len(sys.argv) - len(TRAIN_ARGS) - ('--' in sys.argv):]
+
+
+@call_parse
+def main(out: Param("study folder: train/ (the run), snapshots/, study.csv", str),
+         size: Param("model size (genie-long train --size)", str) = 'small',
+         until: Param("train until this step", int) = 20_000,
+         chunk: Param("steps between snapshots", int) = 1000,
+         lengths: Param("sample lengths scored at each snapshot", int, nargs='+') = (128, 512),
+         count: Param("samples per length", int) = 2,
+         sample_steps: Param("sampling steps", int) = 100,
+         threads: Param("CPU threads for training and sampling", int) = 1,
+         init: Param("start from this checkpoint's weights (a fine-tune, e.g. at longer crops)", str) = None):
+    "Train in chunks, snapshot, score; append to study.csv. Re-running continues."
+    out = Path(out)
+    (out / 'snapshots').mkdir(parents=True, exist_ok=True)
+    table, log, ckpt = out / 'study.csv', out / 'study.log', out / 'train' / 'ckpt.pt'
+    done = {int(r['step']) for r in csv.DictReader(open(table))} if table.exists() else set()
+    step = int(last_row(out / 'train' / 'metrics.csv', 10**12).get('step', 0))
+    while step < until:
+        target = min(until, (step // chunk + 1) * chunk)
+        start = ['--resume'] if ckpt.exists() else (['--init', init] if init else [])
+        run(['train', '--model', 'long', '--size', size, '--out', out / 'train', '--steps', target, '--device', 'cpu',
+             '--threads', threads, '--ckpt_every', chunk, *start, *TRAIN_ARGS], log)
+        step = target
+        snap = out / 'snapshots' / f"step{step:06d}.pt"
+        shutil.copy(ckpt, snap)
+        if step in done: continue
+        scores = score(snap, out / 'work', lengths, count, sample_steps, threads, log)
+        m, v = last_row(out / 'train' / 'metrics.csv', step), last_row(out / 'train' / 'val.csv', step)
+        new = not table.exists()
+        with open(table, 'a', newline='') as fh:
+            w = csv.DictWriter(fh, FIELDS)
+            if new: w.writeheader()
+            for L, s in scores.items():
+                w.writerow(dict(step=step, train_s=m['seconds'], threads=threads,
+                                cpu_hours=round(float(m['seconds']) * threads / 3600, 4),
+                                val_loss=v.get('val_loss', ''), L=L, **{k: round(x, 4) if isinstance(x, float) else x
+                                                                         for k, x in s.items()}))
+        print(f"step {step}: " + "; ".join(f"L={L} bonds {s['bonds']:.2f} Rg ratio {s['rg_ratio']:.2f} "
+                                           f"helix+strand {s['helix'] + s['strand']:.2f}" for L, s in scores.items()),
+              flush=True)
