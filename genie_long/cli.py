@@ -514,7 +514,7 @@ def prepare(src: Param("structure files or folders (searched recursively)", str,
 @call_parse
 def train(out: Param("run folder (checkpoint, metrics.csv, loss.png)", str) = 'runs/genie',
           model: Param("denoiser", str, choices=list(MODELS)) = 'reference',
-          size: Param("model size: tiny (CPU) or genie (Genie 1 sizes)", str) = 'tiny',
+          size: Param("model size: tiny (CPU), small (a few CPU cores) or genie (Genie 1 sizes)", str) = 'tiny',
           data: Param("prepared dataset (.npz); default: the bundled demo set", str) = None,
           crop: Param("crop chains to at most this many residues", int) = 128,
           steps: Param("train until this step", int) = 1000,
@@ -538,6 +538,8 @@ def train(out: Param("run folder (checkpoint, metrics.csv, loss.png)", str) = 'r
           memory_gb: Param("long model: size each batch to this memory budget (--batch is the largest)", float) = None,
           val_every: Param("validation ε-loss on held-out structures every N steps, to val.csv (0: off)", int) = 0,
           val_fraction: Param("fraction of structures held out when --val_every is set", float) = 0.1,
+          weighting: Param("draw chains uniformly, or by 'residues' (∝ min(length, crop)): long chains more often, "
+                           "for training at length", str) = 'uniform',
           pair_mode: Param("long model: factorized pairs (default) or sparse k-NN edges", str) = None,
           sharing: Param("long model: structure-layer weight sharing: none, universal, alternating or block",
                          str) = None,

@@ -157,7 +157,7 @@ class RunFolder:
 class ModelChoice:
     "The denoiser: a registered model at a size, the long model's options, and the weights it starts from."
     name: str = 'reference'          # a key of `MODELS`
-    size: str = 'tiny'               # tiny (CPU) or genie (Genie 1's sizes)
+    size: str = 'tiny'               # tiny (CPU), small (a few CPU cores) or genie (Genie 1's sizes)
     pair_mode: str | None = None     # long model: factorized (default) or sparse k-NN edges
     sharing: str | None = None       # long model: structure.sharing, the layers' weight sharing (one of `SHARING`)
     init: str | Path | None = None   # a new run from this checkpoint's weights (EMA if kept): a fine-tune
@@ -171,6 +171,7 @@ class DataSettings:
     batch: int = 8                   # chains per micro-step over all processes (with `memory_gb`: the largest)
     val_every: int = 0               # validation ε-loss on held-out structures every N steps (0: off)
     val_fraction: float = 0.1        # the share of structures held out
+    weighting: str = 'uniform'       # chains drawn uniformly, or 'residues': ∝ min(n, crop), for training at length
 
 # %% ../nbs/10a_run.ipynb #714776cf
 @dataclass(kw_only=True)
@@ -208,7 +209,7 @@ class TrainConfig:
 TRAIN_FLAGS = {**{k: ('run', k) for k in ('out', 'ckpt_every', 'resume', 'minutes', 'progress')},
                'model': ('model', 'name'),
                **{k: ('model', k) for k in ('size', 'pair_mode', 'sharing', 'init', 'compile')},
-               'data': ('data', 'path'), **{k: ('data', k) for k in ('crop', 'batch', 'val_every', 'val_fraction')},
+               'data': ('data', 'path'), **{k: ('data', k) for k in ('crop', 'batch', 'val_every', 'val_fraction', 'weighting')},
                'curriculum': ('curriculum', 'schedule'),
                **{k: ('curriculum', k) for k in ('min_crop', 'warmup_steps', 'growth_steps')},
                **{k: ('optim', k) for k in ('lr', 'precision', 'grad_clip', 'ema', 'aux_weight', 'accumulate')},
@@ -250,6 +251,8 @@ def check(self: DataSettings):
     _need(self.crop >= 3, f"--crop must be ≥ 3 (frames need 3 residues), got {self.crop}")
     _need(self.val_every >= 0 and 0 < self.val_fraction < 1,
           f"--val_every must be ≥ 0 and --val_fraction in (0, 1), got {self.val_every}, {self.val_fraction}")
+    _need(self.weighting in CurriculumStream.weightings,
+          f"--weighting must be one of {', '.join(CurriculumStream.weightings)}, got {self.weighting!r}")
 
 # %% ../nbs/10a_run.ipynb #1ced67ce
 @patch
@@ -447,14 +450,15 @@ def build_stream(self: TrainRun):
     self.batch = d.batch if budget is None else self.planner    # a number, or a rule by length
     if budget is None: rule = d.batch * window
     else: rule = TimesBatch(self.planner, window) if window > 1 else self.planner
-    if c is None:
+    if c is None and d.weighting == 'uniform':   # each chain once per epoch, in length buckets
         size = rule if budget is None else rule.get_batch_size(d.crop)
         self.stream = BatchStream(ProteinDataset(self.train_path, max_len=d.crop), batch_size=size, seed=cfg.seed)
-    else:
-        self.phases = self.curriculum_phases()
-        sched = ProgressiveTrainingScheduler(c.min_crop, d.crop, *self.phases, c.schedule)
-        ds = ProteinDataset(self.train_path, max_len=c.min_crop)
-        self.stream = CurriculumStream(ds, sched, rule, seed=cfg.seed)
+        return
+    self.phases = self.curriculum_phases() if c else (0, 0)          # a fixed crop: no warm-up, no growth
+    first, schedule = (c.min_crop, c.schedule) if c else (d.crop, 'linear')
+    sched = ProgressiveTrainingScheduler(first, d.crop, *self.phases, schedule)
+    ds = ProteinDataset(self.train_path, max_len=first)
+    self.stream = CurriculumStream(ds, sched, rule, seed=cfg.seed, weighting=d.weighting)
 
 # %% ../nbs/10a_run.ipynb #82fbeedf
 @patch
@@ -467,7 +471,7 @@ def describe(self: TrainRun):
                      curriculum=c.schedule if c else None, val_every=d.val_every,
                      val_fraction=d.val_fraction if d.val_every else None, min_crop=c.min_crop if c else None,
                      warmup_steps=warmup, growth_steps=growth, precision=o.precision, grad_clip=o.grad_clip, ema=o.ema,
-                     aux_weight=self.aux_weight)
+                     aux_weight=self.aux_weight, weighting=d.weighting)
     if self.parallel: self.meta.update(processes=self.n_proc, accumulate=o.accumulate)
 
 @patch

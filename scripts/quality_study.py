@@ -4,7 +4,7 @@ fixed-seed samples of every snapshot with `genie-long sample` and `genie-long ev
 --out and the scores are appended to --out/study.csv, so running the same command again continues where it stopped,
 on this machine or another one that has the folder.
 
-    python scripts/quality_study.py --out runs/small --size small --until 20000 --chunk 1000 -- \
+    python scripts/quality_study.py runs/small --size small --until 20000 --chunk 1000 -- \
         --crop 256 --batch 16 --lr 1e-3 --curriculum cosine --min_crop 64 --warmup_steps 300 --growth_steps 2500 \
         --ema 0.999 --val_every 500
 
