@@ -642,7 +642,9 @@ class LengthPlanner:
             warnings.warn(f"{e}; trying anyway with every saving")
             return MemoryPlan.lean(batch=self.batch, budget_gb=self.memory_gb)
 
-    def get_batch_size(self, L: int) -> int: return self(L).batch
+    def get_batch_size(self, L: int) -> int:
+        "The batch size of the plan for length L (the batch-size rule interface of `DynamicBatchSize`)."
+        return self(L).batch
 
 class MemoryPlanCB(Callback):
     "Before each training step: the plan of `planner` for the batch's length, applied to the model."

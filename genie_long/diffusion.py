@@ -57,7 +57,9 @@ class GenieSchedule(nn.Module):
     def respace(self, n_steps: int) -> "GenieSchedule":
         "A DDPM-respaced copy with `n_steps` of the `T` steps, on the same device."
         return GenieSchedule(self.T, n_steps).to(self.betas.device)
-    def extra_repr(self): return f"T={self.T}, n_steps={self.n_steps}"
+    def extra_repr(self):
+        "`T` and `n_steps`, for the module's repr."
+        return f"T={self.T}, n_steps={self.n_steps}"
 
 # %% ../nbs/00a_diffusion.ipynb #f0c59a22
 def _check_xm(x: Tensor, mask: Tensor, name: str = "x0"):

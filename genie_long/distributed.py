@@ -362,10 +362,16 @@ class ShardedChain(LocalChain):
         self.rank, self.world = dist.get_rank(group), dist.get_world_size(group)
 
     def positions(self, l: int, device=None) -> Tensor:
+        "Global indices [l] of this rank's `l` residues: rank·l … (rank + 1)·l - 1."
         return torch.arange(self.rank * l, (self.rank + 1) * l, device=device)
-    def full(self, x: Tensor, dim: int = 1) -> Tensor: return _GatherResidues.apply(x, dim, self.group)
-    def sum(self, x: Tensor) -> Tensor: return _SumOverRanks.apply(x, self.group)
+    def full(self, x: Tensor, dim: int = 1) -> Tensor:
+        "All ranks' rows of `x`, concatenated along `dim` (all-gather; backward: summed gradient, own rows)."
+        return _GatherResidues.apply(x, dim, self.group)
+    def sum(self, x: Tensor) -> Tensor:
+        "Σ over the ranks of `x`, on every rank (differentiable all-reduce)."
+        return _SumOverRanks.apply(x, self.group)
     def local(self, x: Tensor, dim: int = 1) -> Tensor:
+        "This rank's rows of the full tensor `x` along `dim` (an even split, `x.shape[dim] // world` each)."
         n = x.shape[dim] // self.world
         return x.narrow(dim, self.rank * n, n)
 

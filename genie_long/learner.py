@@ -72,11 +72,13 @@ class DiffusionLearner:
         for cb in cbs: self.add_cb(cb)
 
     def add_cb(self, cb: Callback):
+        "Attach callback `cb` (setting `cb.learn`); returns the learner."
         cb.learn = self
         self.cbs.append(cb)
         return self
 
     def callback(self, event: str):
+        "Call method `event` (e.g. 'before_step') of every callback that has one, in `order`."
         for cb in sorted(self.cbs, key=lambda c: c.order):
             if (f := getattr(cb, event, None)) is not None: f()
 

@@ -39,6 +39,8 @@ class Linear(nn.Linear):
         super().__init__(in_dim, out_dim, bias=bias)
 
     def reset_parameters(self):
+        """Initialise the weight by `init`: truncated normal (default, relu), Xavier (glorot), zeros (gating, final),
+        He (normal); the bias to 1 for gating, else 0."""
         init, w = self.init, self.weight
         if init == "default": trunc_normal_init_(w, 1.0, self.fan)
         elif init == "relu": trunc_normal_init_(w, 2.0, self.fan)
@@ -293,11 +295,14 @@ class StructureMLP(nn.Module):
         self.linear_3 = Linear(c, c, init="final")
 
     def forward(self, s: Tensor) -> Tensor:
+        "s [..., c] → [..., c]: linear_3(ReLU(linear_2(ReLU(linear_1(s))))), no residual."
         return self.linear_3(F.relu(self.linear_2(F.relu(self.linear_1(s)))))
 
 class StructureTransitionLayer(StructureMLP):
     "One residual 3-layer ReLU MLP of the structure transition (Genie's parameter names)."
-    def forward(self, s: Tensor) -> Tensor: return s + super().forward(s)
+    def forward(self, s: Tensor) -> Tensor:
+        "s [..., c] → [..., c]: s + MLP(s)."
+        return s + super().forward(s)
 
 # %% ../nbs/00ab_primitives.ipynb #6dbf1654
 class StructureTransition(nn.Module):
@@ -309,6 +314,7 @@ class StructureTransition(nn.Module):
         self.layer_norm = nn.LayerNorm(c)
 
     def forward(self, s: Tensor) -> Tensor:
+        "s [..., c] → [..., c]: the residual MLP layers in turn, then dropout and LayerNorm."
         for layer in self.layers: s = layer(s)
         return self.layer_norm(self.dropout(s))
 
@@ -320,6 +326,7 @@ class BackboneUpdate(nn.Module):
         self.linear = Linear(c_s, 6)
 
     def forward(self, s: Tensor) -> tuple[Tensor, Tensor]:
+        "s [..., c_s] → (ΔR [..., 3, 3] from the quaternion (1, b, c, d)/norm, Δx [..., 3])."
         params = self.linear(s)
         bcd, d_trans = params[..., :3], params[..., 3:]
         q = torch.cat([torch.ones_like(bcd[..., :1]), bcd], -1)

@@ -219,10 +219,18 @@ class LocalChain:
     `sum` (a sum over the processes that hold the chain), `positions` (global residue indices) — and here every answer
     is the identity. Notebook 09's `ShardedChain` gives the same answers with collectives when a chain's residues are
     split across processes (sequence parallelism)."""
-    def positions(self, l: int, device=None) -> torch.Tensor: return torch.arange(l, device=device)
-    def full(self, x: torch.Tensor, dim: int = 1) -> torch.Tensor: return x
-    def local(self, x: torch.Tensor, dim: int = 1) -> torch.Tensor: return x
-    def sum(self, x: torch.Tensor) -> torch.Tensor: return x
+    def positions(self, l: int, device=None) -> torch.Tensor:
+        "Global indices [l] of this process's `l` residues: here 0 … l-1."
+        return torch.arange(l, device=device)
+    def full(self, x: torch.Tensor, dim: int = 1) -> torch.Tensor:
+        "All residues of per-residue `x` along `dim`: here `x` itself."
+        return x
+    def local(self, x: torch.Tensor, dim: int = 1) -> torch.Tensor:
+        "This process's rows of the full tensor `x` along `dim`: here `x` itself."
+        return x
+    def sum(self, x: torch.Tensor) -> torch.Tensor:
+        "Sum of `x` over the processes that hold the chain: here `x` itself."
+        return x
 
 LOCAL_CHAIN = LocalChain()
 
@@ -383,7 +391,9 @@ class LengthBucketSampler(torch.utils.data.Sampler):
         self.lengths, self.bs, self.shuffle = torch.as_tensor(lengths), batch_size, shuffle
         self.pool, self.drop_last, self.seed = pool, drop_last, seed
         self.epoch = 0
-    def set_epoch(self, epoch: int): self.epoch = epoch
+    def set_epoch(self, epoch: int):
+        "Set the epoch: the shuffle's seed is `seed + epoch` (as torch's `DistributedSampler.set_epoch`)."
+        self.epoch = epoch
     def _batches(self):
         g = torch.Generator().manual_seed(self.seed + self.epoch)
         order = torch.randperm(len(self.lengths), generator=g) if self.shuffle else torch.arange(len(self.lengths))

@@ -163,6 +163,7 @@ class PairTransition(nn.Module):
         self.linear_2 = Linear(n * c_z, c_z, init="final")
 
     def forward(self, z: Tensor, p_mask: Tensor) -> Tensor:
+        "z: [b, l, l, c_z], p_mask: [b, l, l] → update [b, l, l, c_z], zero where p_mask is 0."
         return self.linear_2(F.relu(self.linear_1(self.layer_norm(z)))) * p_mask[..., None]
 
 # %% ../nbs/00b_reference.ipynb #0002ac20
@@ -174,6 +175,7 @@ class SharedDropout(nn.Module):
         self.p, self.dim = p, dim
 
     def forward(self, x: Tensor) -> Tensor:
+        "x: [b, l, l, c] → [b, l, l, c]: x times one dropout mask shared along `dim` (scaled by 1/(1-p)); eval: x."
         if not self.training or self.p == 0: return x
         shape = list(x.shape)
         shape[self.dim] = 1
@@ -202,6 +204,7 @@ class PairTransformLayer(nn.Module):
         self.dropout_col_layer = DropoutColumnwise(c.tri_dropout)
 
     def forward(self, p: Tensor, p_mask: Tensor) -> Tensor:
+        "p: [b, l, l, c_p], p_mask: [b, l, l] → [b, l, l, c_p]: residual triangle updates and transition, masked."
         if self.tri_mul_out is not None:
             p = p + self.dropout_row_layer(self.tri_mul_out(p, p_mask))
             p = p + self.dropout_row_layer(self.tri_mul_in(p, p_mask))
@@ -220,6 +223,7 @@ class PairTransformNet(nn.Module):
                                   for _ in range(config.n_layer)])
 
     def forward(self, p: Tensor, p_mask: Tensor) -> Tensor:
+        "p: [b, l, l, c_p], p_mask: [b, l, l] → [b, l, l, c_p] after every layer in turn."
         for layer in self.net: p = layer(p, p_mask)
         return p
 

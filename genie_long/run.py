@@ -209,7 +209,8 @@ class TrainConfig:
 TRAIN_FLAGS = {**{k: ('run', k) for k in ('out', 'ckpt_every', 'resume', 'minutes', 'progress')},
                'model': ('model', 'name'),
                **{k: ('model', k) for k in ('size', 'pair_mode', 'sharing', 'init', 'compile')},
-               'data': ('data', 'path'), **{k: ('data', k) for k in ('crop', 'batch', 'val_every', 'val_fraction', 'weighting')},
+               'data': ('data', 'path'),
+               **{k: ('data', k) for k in ('crop', 'batch', 'val_every', 'val_fraction', 'weighting')},
                'curriculum': ('curriculum', 'schedule'),
                **{k: ('curriculum', k) for k in ('min_crop', 'warmup_steps', 'growth_steps')},
                **{k: ('optim', k) for k in ('lr', 'precision', 'grad_clip', 'ema', 'aux_weight', 'accumulate')},
@@ -303,7 +304,9 @@ def check(self: TrainConfig) -> TrainConfig:
 class TimesBatch:
     "A batch-size rule (`LengthPlanner`) times `factor`: the stream draws whole windows (micro-batches × processes)."
     def __init__(self, rule, factor: int): self.rule, self.factor, self.max_batch = rule, factor, rule.max_batch
-    def get_batch_size(self, L: int) -> int: return self.factor * self.rule.get_batch_size(L)
+    def get_batch_size(self, L: int) -> int:
+        "`factor` times the rule's batch size for length L."
+        return self.factor * self.rule.get_batch_size(L)
 
 class ToDevice:
     "Wrap a batch stream so its tensors land on `device` (state passes through for checkpoints)."

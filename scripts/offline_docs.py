@@ -63,7 +63,8 @@ def _nav(titles: dict, here: str) -> str:
 
 def _local_links(body: str) -> str:
     "Links between notebooks point at their pages (quarto does the same rewrite)."
-    return re.sub(r'href="(?!https?:|#|mailto:)([^"#]+)\.ipynb(#[^"]*)?"', lambda m: f'href="{m.group(1)}.html{m.group(2) or ""}"', body)
+    page = lambda m: f'href="{m.group(1)}.html{m.group(2) or ""}"'
+    return re.sub(r'href="(?!https?:|#|mailto:)([^"#]+)\.ipynb(#[^"]*)?"', page, body)
 
 
 def _quarto_cells(nb):
@@ -72,7 +73,8 @@ def _quarto_cells(nb):
     `{target="_blank" ...}` in markdown outputs are dropped (nbconvert's markdown would print them)."""
     for c in nb.cells:
         if c.cell_type != 'code': continue
-        if re.search(r'^#\|\s*echo:\s*false\s*$', c.source, re.M): c.metadata.setdefault('tags', []).append('remove_input')
+        if re.search(r'^#\|\s*echo:\s*false\s*$', c.source, re.M):
+            c.metadata.setdefault('tags', []).append('remove_input')
         c.source = '\n'.join(l for l in c.source.splitlines() if not l.startswith('#|')).strip('\n')
         for o in c.get('outputs', []):
             if 'text/markdown' in o.get('data', {}):
@@ -96,8 +98,10 @@ def build(out=ROOT / '_offline_docs', n_workers: int = 1) -> list[Path]:
     nbs = {p.name: nbformat.read(p, as_version=4) for p in sorted(cache.glob('*.ipynb'))}
     titles = {name: _frontmatter_to_heading(nb) for name, nb in nbs.items()}
     for nb in nbs.values(): _quarto_cells(nb)
-    exporter = HTMLExporter(template_name='lab', mathjax_url=MATHJAX, exclude_input_prompt=True, exclude_output_prompt=True)
-    exporter.register_preprocessor(TagRemovePreprocessor(remove_input_tags={'remove_input'}, enabled=True), enabled=True)
+    exporter = HTMLExporter(template_name='lab', mathjax_url=MATHJAX, exclude_input_prompt=True,
+                            exclude_output_prompt=True)
+    remove = TagRemovePreprocessor(remove_input_tags={'remove_input'}, enabled=True)
+    exporter.register_preprocessor(remove, enabled=True)
     pages = []
     for name, nb in nbs.items():
         body, _ = exporter.from_notebook_node(nb, resources={'metadata': {'name': titles[name] or Path(name).stem}})

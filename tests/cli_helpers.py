@@ -12,7 +12,8 @@ ENV = {**os.environ, 'GENIE_LONG_DEBUG': '', 'OMP_NUM_THREADS': '1'}   # one thr
 
 def run(*args, cwd=None, timeout=600, **kw):
     "Run `genie-long ARGS…` to completion; returns the `CompletedProcess` (text stdout and stderr)."
-    return subprocess.run([EXE, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=ENV, **kw)
+    return subprocess.run([EXE, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=ENV,
+                          **kw)
 
 
 def start(*args, **kw) -> subprocess.Popen:

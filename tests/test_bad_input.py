@@ -138,7 +138,8 @@ def test_prepare_failed_write_keeps_old_dataset(tmp_path):
 
 def test_sample_output_checked_first_and_written_as_it_goes(tmp_path, small_run):
     (tmp_path / 'afile').write_text('x')
-    assert_user_error(run('sample', small_run, '--out', tmp_path / 'afile' / 's', '--steps', 2), 'afile/s', 'cannot write')
+    assert_user_error(run('sample', small_run, '--out', tmp_path / 'afile' / 's', '--steps', 2),
+                      'afile/s', 'cannot write')
     out = tmp_path / 's'
     assert run('sample', small_run, '--lengths', 12, '--count', 1, '--steps', 2, '--out', out).returncode == 0
     assert_user_error(run('sample', small_run, '--lengths', 12, '--steps', 2, '--out', out), '--overwrite')
@@ -197,7 +198,8 @@ def test_exported_checkpoint_is_not_resumed_but_can_start_a_run(tmp_path, small_
     r = run('train', '--out', tmp_path / 'ft', '--steps', 2, '--init', d / 'ckpt.pt', *TRAIN)
     assert r.returncode == 0, r.stderr
     assert 'init = ' in (tmp_path / 'ft' / 'config.txt').read_text()
-    assert_user_error(run('train', '--model', 'long', '--out', tmp_path / 'x', '--init', d / 'ckpt.pt'), 'reference/tiny')
+    assert_user_error(run('train', '--model', 'long', '--out', tmp_path / 'x', '--init', d / 'ckpt.pt'),
+                      'reference/tiny')
 
 
 # 5. Expected failures are one line; --debug shows the traceback. (Permission errors: root, which runs these tests,

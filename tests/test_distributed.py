@@ -21,7 +21,8 @@ def run(cmd, timeout=240):
 
 
 def test_ddp_gradients_equal_single_process(tmp_path):
-    "2 ranks × unequal shares (41 and 14 residues): gradients equal on both ranks and to one process on the whole batch."
+    """2 ranks × unequal shares (41 and 14 residues): gradients equal on both ranks and to one process on the whole
+    batch."""
     run([*TORCHRUN, ROOT / 'tests' / 'dist_worker.py', tmp_path])
     res = [json.loads((tmp_path / f'rank{r}.json').read_text()) for r in range(2)]
     for r in res:
@@ -31,14 +32,16 @@ def test_ddp_gradients_equal_single_process(tmp_path):
             assert d['grad_vs_single'] < 1e-10 and d['update_vs_single'] < 1e-10, d
             assert d['grad_between_ranks'] == 0.0, d
             assert abs(d['loss'] - d['ref_loss']) < 1e-10 * abs(d['ref_loss']), d
-        assert r['k1']['allreduce_calls'] == r['k2']['allreduce_calls'] > 0   # no_sync: no all-reduce on the inner micro-step
+        # no_sync: no all-reduce on the inner micro-step
+        assert r['k1']['allreduce_calls'] == r['k2']['allreduce_calls'] > 0
     assert res[0]['k1']['residues'] != res[1]['k1']['residues']
     for r in res:   # data parallel on 2 ranks: the single-process loss curve with the doubled batch
         assert len(r['curve']) == 3 and all(abs(a - b) <= 1e-10 * abs(b) for a, b in zip(r['curve'], r['ref_curve'])), r
         assert r['curve'][0] != r['curve'][-1]
 
 
-TRAIN = ['train', '--model', 'long', '--size', 'tiny', '--crop', '24', '--batch', '4', '--ckpt_every', '2', '--device', 'cpu']
+TRAIN = ['train', '--model', 'long', '--size', 'tiny', '--crop', '24', '--batch', '4', '--ckpt_every', '2',
+         '--device', 'cpu']
 
 
 def test_train_under_torchrun_and_resume_both_ways(tmp_path):

@@ -41,7 +41,8 @@ def test_nbdev_preprocessing(tmp_path, monkeypatch):
 
 
 def test_readme_matches_index():
-    "README.md is index.ipynb rendered by scripts/readme.py (nbdev_readme needs quarto); regenerate it after editing index."
+    """README.md is index.ipynb rendered by scripts/readme.py (nbdev_readme needs quarto); regenerate it after editing
+    index."""
     import runpy
     render = runpy.run_path(str(ROOT / 'scripts' / 'readme.py'))['render']
     assert (ROOT / 'README.md').read_text() == render(), "README.md is stale: run python scripts/readme.py"
@@ -78,12 +79,16 @@ def test_offline_site_renders_in_chromium(tmp_path):
         dom = _dom(page)
         text = re.sub(r'<(script|style)\b.*?</\1>', '', dom, flags=re.S)
         assert '$$' not in text and 'Math Processing Error' not in text, page.name
-        assert 'output-file:' not in text and re.search(r'<h1\b', dom), f"{page.name}: front matter not rendered as a title"
+        assert 'output-file:' not in text and re.search(r'<h1\b', dom), \
+            f"{page.name}: front matter not rendered as a title"
         shown = re.sub(r'<code>.*?</code>', '', text, flags=re.S)          # prose may quote a directive
-        assert '{target=' not in shown and '#| ' not in shown, f"{page.name}: quarto directives or link attributes shown raw"
+        assert '{target=' not in shown and '#| ' not in shown, \
+            f"{page.name}: quarto directives or link attributes shown raw"
         has_math = any('$' in ''.join(c['source']) for c in nb['cells'] if c['cell_type'] == 'markdown')
-        if has_math: assert 'class="MathJax' in dom and 'STIXMathJax' in dom, f"{page.name}: math not typeset in STIX-Web"
-        n_plots = sum('image/png' in o.get('data', {}) for c in nb['cells'] if c['cell_type'] == 'code' for o in c.get('outputs', []))
+        if has_math:
+            assert 'class="MathJax' in dom and 'STIXMathJax' in dom, f"{page.name}: math not typeset in STIX-Web"
+        outputs = [o for c in nb['cells'] if c['cell_type'] == 'code' for o in c.get('outputs', [])]
+        n_plots = sum('image/png' in o.get('data', {}) for o in outputs)
         imgs = re.findall(r'<img\b[^>]*\bsrc="data:image/png;base64,([^"]+)"', dom)
         assert len(imgs) >= n_plots, f"{page.name}: {len(imgs)} images for {n_plots} plots"
         assert all(base64.b64decode(s)[:8] == b'\x89PNG\r\n\x1a\n' for s in imgs), page.name
