@@ -10,7 +10,7 @@ from typing import Callable
 
 import torch
 from torch import nn, Tensor
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.checkpoint import checkpoint
 from einops import einsum
 from fastcore.basics import patch
@@ -24,8 +24,8 @@ from .learner import Callback, DiffusionLearner, MetricsCB, ProgressCB
 __all__ = ['GROWTH_SCHEDULES', 'PRECISIONS', 'ProgressiveTrainingScheduler', 'DynamicBatchSize', 'ChunkedLossComputation',
            'x0_estimate', 'auxiliary_structure_loss_sum', 'auxiliary_structure_loss', 'split_dataset',
            'validation_batch', 'validation_loss', 'ValidationCB', 'read_validation', 'clip_and_step',
-           'MixedPrecisionTrainer', 'CurriculumStream', 'denoiser_loss_parts', 'denoiser_loss', 'DenoiserTrainer',
-           'TrainMetricsCB', 'TrainProgressCB', 'TrainingDiverged', 'SkipGuardCB']
+           'MixedPrecisionTrainer', 'CurriculumStream', 'denoiser_loss_parts', 'denoiser_loss', 'ema_warmup_avg_fn',
+           'DenoiserTrainer', 'TrainMetricsCB', 'TrainProgressCB', 'TrainingDiverged', 'SkipGuardCB']
 
 # %% ../nbs/05_training.ipynb #a22620a1
 GROWTH_SCHEDULES = ("linear", "cosine", "exponential", "geometric")
@@ -399,6 +399,15 @@ def denoiser_loss(model, schedule: GenieSchedule, x0: Tensor, mask: Tensor, aux_
     loss = p['eps'] / p['residues']
     return loss + p['aux'] / p['chains'] if aux_weight else loss
 
+# %% ../nbs/05_training.ipynb #dddc821c
+def ema_warmup_avg_fn(decay: float):
+    """`AveragedModel`'s `multi_avg_fn` for EMA weights whose decay warms up: d_n = min(decay, (1 + n) / (10 + n))
+    after n updates (TensorFlow's `ExponentialMovingAverage` with `num_updates`)."""
+    def update(ema_params, params, num_averaged):
+        d = min(decay, (1 + float(num_averaged)) / (10 + float(num_averaged)))
+        torch._foreach_lerp_(ema_params, params, 1 - d)
+    return update
+
 # %% ../nbs/05_training.ipynb #e251bd9f
 class DenoiserTrainer(DiffusionLearner):
     """The trainer behind `genie-long train`: `DiffusionLearner` with a step under `MixedPrecisionTrainer` (precision,
@@ -409,7 +418,7 @@ class DenoiserTrainer(DiffusionLearner):
                  meta: dict | None = None):
         super().__init__(model, data, schedule, lr, cbs=cbs, meta=meta)
         self.trainer = MixedPrecisionTrainer(model, self.opt, precision, grad_clip)
-        self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay)) if ema_decay else None
+        self.ema = AveragedModel(model, multi_avg_fn=ema_warmup_avg_fn(ema_decay)) if ema_decay else None
         self.aux_weight, self.last = aux_weight, {}
         self.losses = ChunkedLossComputation()
 
