@@ -48,12 +48,13 @@ def bonds_within(npy: Path, tol: float = 0.2) -> float:
     return float((np.abs(d - 3.8) <= tol).mean())
 
 
-def score(snapshot: Path, work: Path, lengths, count: int, steps: int, threads: int, log: Path) -> dict:
+def score(snapshot: Path, work: Path, lengths, count: int, steps: int, threads: int, log: Path,
+          noise_scale: float = 0.6) -> dict:
     """Per-length means of the evaluation metrics of `count` samples per length (seed 0) from `snapshot` (the median
     for the Rg ratio); `bonds` within 3.8 ± 0.2 Å."""
     samples = work / 'samples'
-    run(['sample', snapshot, '--lengths', *lengths, '--count', count, '--steps', steps, '--seed', 0, '--out', samples,
-         '--overwrite', '--threads', threads, '--device', 'cpu'], log)
+    run(['sample', snapshot, '--lengths', *lengths, '--count', count, '--steps', steps, '--noise_scale', noise_scale,
+         '--seed', 0, '--out', samples, '--overwrite', '--threads', threads, '--device', 'cpu'], log)
     run(['evaluate', samples, '--no_tm', '--out', work / 'eval'], log)
     rows = list(csv.DictReader(open(work / 'eval' / 'evaluation.csv')))
     out = {}
