@@ -274,8 +274,9 @@ class DistributedTrainingManager(DenoiserTrainer):
     and the same state as `DenoiserTrainer`'s."""
     def __init__(self, parallel: DistributedModelWrapper, data: ShardedWindows, schedule=None, lr: float = 1e-4,
                  precision: str = "fp32", grad_clip: float | None = None, ema_decay: float | None = None,
-                 aux_weight: float = 0.0, cbs=(), meta: dict | None = None):
-        super().__init__(parallel.model, data, schedule, lr, precision, grad_clip, ema_decay, aux_weight, cbs, meta)
+                 aux_weight: float = 0.0, cbs=(), meta: dict | None = None, ema_warmup: bool = True):
+        super().__init__(parallel.model, data, schedule, lr, precision, grad_clip, ema_decay, aux_weight, cbs, meta,
+                         ema_warmup)
         self.parallel = parallel
         self.defer_interrupt = not parallel.distributed   # each rank would finish its step alone: stop at once instead
         self.accumulator = GradientAccumulator(parallel.wrapped, self.opt, data.steps, "tokens", self.trainer.scaler,

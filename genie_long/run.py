@@ -401,6 +401,7 @@ def build_model(self: TrainRun):
     torch.manual_seed(cfg.seed)
     self.net, self.meta = build_model(cfg.model.name, cfg.model.size, L=cfg.data.crop, **self.model_overrides())
     if self.start: self.meta['init'] = self.load_init()
+    elif self.ckpt and 'init' in self.ckpt['meta']: self.meta['init'] = self.ckpt['meta']['init']   # a fine-tune's
     if cfg.model.compile: compile_model(self.net)
     if self.parallel:   # the same weights on every rank (DDP also broadcasts rank 0's), then each rank its own noise
         self.par = DistributedModelWrapper(self.net, device=self.dev)
@@ -495,10 +496,11 @@ def callbacks(self: TrainRun) -> list:
 # %% ../nbs/10a_run.ipynb #bc39ab43
 @patch
 def build_learner(self: TrainRun):
-    "`DenoiserTrainer`, or `DistributedTrainingManager` over this rank's share of each window."
+    """`DenoiserTrainer`, or `DistributedTrainingManager` over this rank's share of each window. A fine-tune's EMA
+    keeps its full decay from the start: its `--init` weights are already an average."""
     o, dev = self.cfg.optim, self.dev
     kw = dict(lr=self.lr, precision=o.precision, grad_clip=o.grad_clip, ema_decay=o.ema, aux_weight=self.aux_weight,
-              cbs=self.callbacks(), meta=self.meta)
+              cbs=self.callbacks(), meta=self.meta, ema_warmup='init' not in self.meta)
     if self.parallel:
         windows = ShardedWindows(self.stream, self.rank, self.n_proc, o.accumulate, dev)
         self.learn = DistributedTrainingManager(self.par, windows, GenieSchedule().to(dev), **kw)

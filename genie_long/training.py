@@ -400,11 +400,12 @@ def denoiser_loss(model, schedule: GenieSchedule, x0: Tensor, mask: Tensor, aux_
     return loss + p['aux'] / p['chains'] if aux_weight else loss
 
 # %% ../nbs/05_training.ipynb #dddc821c
-def ema_warmup_avg_fn(decay: float):
+def ema_warmup_avg_fn(decay: float, warmup: bool = True):
     """`AveragedModel`'s `multi_avg_fn` for EMA weights whose decay warms up: d_n = min(decay, (1 + n) / (10 + n))
-    after n updates (TensorFlow's `ExponentialMovingAverage` with `num_updates`)."""
+    after n updates (TensorFlow's `ExponentialMovingAverage` with `num_updates`); without `warmup`, d_n = decay."""
     def update(ema_params, params, num_averaged):
-        d = min(decay, (1 + float(num_averaged)) / (10 + float(num_averaged)))
+        n = float(num_averaged)
+        d = min(decay, (1 + n) / (10 + n)) if warmup else decay
         torch._foreach_lerp_(ema_params, params, 1 - d)
     return update
 
@@ -412,13 +413,14 @@ def ema_warmup_avg_fn(decay: float):
 class DenoiserTrainer(DiffusionLearner):
     """The trainer behind `genie-long train`: `DiffusionLearner` with a step under `MixedPrecisionTrainer` (precision,
     clipping, skipped non-finite steps), optional auxiliary structure losses and EMA weights; checkpoints carry EMA,
-    scaler and skip counts as well (`extra_state`)."""
+    scaler and skip counts as well (`extra_state`). `ema_warmup=False` for a fine-tune: the EMA keeps its full decay
+    from the start (`ema_warmup_avg_fn`)."""
     def __init__(self, model, data, schedule=None, lr: float = 1e-4, precision: str = "fp32",
                  grad_clip: float | None = None, ema_decay: float | None = None, aux_weight: float = 0.0, cbs=(),
-                 meta: dict | None = None):
+                 meta: dict | None = None, ema_warmup: bool = True):
         super().__init__(model, data, schedule, lr, cbs=cbs, meta=meta)
         self.trainer = MixedPrecisionTrainer(model, self.opt, precision, grad_clip)
-        self.ema = AveragedModel(model, multi_avg_fn=ema_warmup_avg_fn(ema_decay)) if ema_decay else None
+        self.ema = AveragedModel(model, multi_avg_fn=ema_warmup_avg_fn(ema_decay, ema_warmup)) if ema_decay else None
         self.aux_weight, self.last = aux_weight, {}
         self.losses = ChunkedLossComputation()
 
