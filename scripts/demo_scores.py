@@ -6,7 +6,6 @@ with the wall-clock seconds of `genie-long sample`; running it again skips the l
     python scripts/demo_scores.py genie_long/data/demo_long.pt runs/demo_tiny --name tiny --threads 1
 """
 import csv
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,16 +15,18 @@ from fastcore.script import call_parse, Param
 
 from genie_long.evaluation import clash_stats, rg_stats, sse_fractions
 
+sys.path.insert(0, str(Path(__file__).parent))
+from quality_study import run, append, bonds_within   # noqa: E402  (a sibling script)
+
 FIELDS = ['model', 'L', 'steps', 'seconds', 'bonds', 'clash_residues', 'rg_ratio', 'helix', 'strand']
 
 
-def goal_scores(x: np.ndarray) -> dict:
-    "The issue's four measures of one CA trace."
-    d = np.linalg.norm(np.diff(x, axis=0), axis=-1)
+def goal_scores(npy: Path) -> dict:
+    "The issue's four measures of one sampled CA trace (`.npy`)."
+    x = np.load(npy)
     sse = sse_fractions(x)
-    return dict(bonds=float((np.abs(d - 3.8) <= 0.2).mean()),
-                clash_residues=clash_stats(x, min_sep=3)['clash_residues'], rg_ratio=rg_stats(x)['rg_ratio'],
-                helix=sse['helix'], strand=sse['strand'])
+    return dict(bonds=bonds_within(npy), clash_residues=clash_stats(x, min_sep=3)['clash_residues'],
+                rg_ratio=rg_stats(x)['rg_ratio'], helix=sse['helix'], strand=sse['strand'])
 
 
 @call_parse
@@ -43,17 +44,10 @@ def main(ckpt: Param("checkpoint to sample", str),
     done = {int(r['L']) for r in rows}
     for L in lengths:
         if L in done: continue
-        folder = out / f"L{L}"
-        t0 = time.time()
-        cmd = ['genie-long', 'sample', ckpt, '--lengths', L, '--count', 1, '--steps', steps, '--noise_scale', 0.6,
-               '--seed', 0, '--out', folder, '--overwrite', '--threads', threads, '--device', 'cpu']
-        subprocess.run([str(c) for c in cmd], check=True, stdout=subprocess.DEVNULL)
-        seconds = round(time.time() - t0)
-        s = goal_scores(np.load(folder / f"L{L:04d}_00.npy"))
-        row = dict(model=name or Path(ckpt).stem, L=L, steps=steps, seconds=seconds,
-                   **{k: round(v, 4) for k, v in s.items()})
-        with open(table, 'a', newline='') as f:
-            w = csv.DictWriter(f, FIELDS)
-            if f.tell() == 0: w.writeheader()
-            w.writerow(row)
+        folder, t0 = out / f"L{L}", time.time()
+        run(['sample', ckpt, '--lengths', L, '--count', 1, '--steps', steps, '--noise_scale', 0.6, '--seed', 0,
+             '--out', folder, '--overwrite', '--threads', threads, '--device', 'cpu'], out / 'demo_scores.log')
+        row = dict(model=name or Path(ckpt).stem, L=L, steps=steps, seconds=round(time.time() - t0),
+                   **{k: round(v, 4) for k, v in goal_scores(folder / f"L{L:04d}_00.npy").items()})
+        append(table, FIELDS, [row])
         print(', '.join(f"{k} {v}" for k, v in row.items()), flush=True)
