@@ -5,7 +5,6 @@ with the wall-clock seconds of `genie-long sample`; running it again skips the l
 
     python scripts/demo_scores.py genie_long/data/demo_long.pt runs/demo_tiny --name tiny --threads 1
 """
-import csv
 import sys
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ from fastcore.script import call_parse, Param
 from genie_long.evaluation import clash_stats, rg_stats, sse_fractions
 
 sys.path.insert(0, str(Path(__file__).parent))
-from quality_study import run, append, bonds_within   # noqa: E402  (a sibling script)
+from quality_study import run, read_rows, append, bonds_within   # noqa: E402  (a sibling script)
 
 FIELDS = ['model', 'L', 'steps', 'seconds', 'bonds', 'clash_residues', 'rg_ratio', 'helix', 'strand']
 
@@ -40,8 +39,7 @@ def main(ckpt: Param("checkpoint to sample", str),
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     table = out / 'demo_scores.csv'
-    rows = list(csv.DictReader(open(table))) if table.exists() else []
-    done = {int(r['L']) for r in rows}
+    done = {int(r['L']) for r in read_rows(table)}
     for L in lengths:
         if L in done: continue
         folder, t0 = out / f"L{L}", time.time()

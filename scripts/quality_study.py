@@ -98,7 +98,7 @@ def score_lengths(out: Path):
     "`length_losses` of every snapshot not yet in `length_loss.csv` (snapshots of a run without a split: none)."
     table, split = out / 'length_loss.csv', out / 'train' / 'split'
     if not split.exists(): return
-    done = {int(r['step']) for r in csv.DictReader(open(table))} if table.exists() else set()
+    done = {int(r['step']) for r in read_rows(table)}
     for snap in sorted((out / 'snapshots').glob('step*.pt')):
         step = int(snap.stem[4:])
         if step not in done: append(table, LOSS_FIELDS, [dict(step=step, **r) for r in length_losses(snap, split)])
@@ -114,6 +114,11 @@ def record(table: Path, step: int, scores: dict, metrics: dict, val: dict, threa
     print(f"step {step}: " + "; ".join(f"L={L} bonds {s['bonds']:.2f} Rg ratio {s['rg_ratio']:.2f} "
                                        f"helix+strand {s['helix'] + s['strand']:.2f}" for L, s in scores.items()),
           flush=True)
+
+
+def read_rows(table: Path) -> list[dict]:
+    "The rows of the CSV `table` so far ([] before it is written): what a resumed study has already done."
+    return list(csv.DictReader(open(table))) if table.exists() else []
 
 
 def append(table: Path, fields: list, rows: list):
@@ -140,7 +145,7 @@ def main(out: Param("study folder: train/ (the run), snapshots/, study.csv, leng
     out = Path(out)
     (out / 'snapshots').mkdir(parents=True, exist_ok=True)
     table, log, ckpt = out / 'study.csv', out / 'study.log', out / 'train' / 'ckpt.pt'
-    done = {int(r['step']) for r in csv.DictReader(open(table))} if table.exists() else set()
+    done = {int(r['step']) for r in read_rows(table)}
     sample = lambda snap: score(snap, out / 'work', lengths, count, sample_steps, threads, log)
     if init and not ckpt.exists() and 0 not in done:               # the starting point of a fine-tune: step 0
         snap0 = out / 'snapshots' / 'step000000.pt'

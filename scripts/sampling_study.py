@@ -14,7 +14,7 @@ from pathlib import Path
 from fastcore.script import call_parse, Param
 
 sys.path.insert(0, str(Path(__file__).parent))
-from quality_study import score, append   # noqa: E402  (a sibling script)
+from quality_study import score, read_rows, append   # noqa: E402  (a sibling script)
 
 FIELDS = ['steps', 'noise_scale', 'L', 'n', 'seconds', 'bonds', 'clash_residues', 'rg_ratio', 'helix', 'strand']
 
@@ -31,8 +31,7 @@ def main(ckpt: Param("checkpoint to sample", str),
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     table = out / 'settings.csv'
-    rows = list(csv.DictReader(open(table))) if table.exists() else []
-    done = {(int(r['steps']), float(r['noise_scale'])) for r in rows}
+    done = {(int(r['steps']), float(r['noise_scale'])) for r in read_rows(table)}
     for n_steps in steps:
         for ns in noise:
             if (n_steps, ns) in done: continue
