@@ -1,9 +1,10 @@
-"""A checkpoint sampled as `genie-long demo` samples (one chain per length, 250 strided steps, noise 0.6, seed 0),
-timed, and scored with the issue's measures (notebook 12): bonds within 3.8 ± 0.2 Å, residues in a CA–CA
-clash (< 3 Å, |i−j| > 2), Rg over 2.2·L^0.38, P-SEA helix and strand. A row per length goes to OUT/demo_scores.csv
-with the wall-clock seconds of `genie-long sample`; running it again skips the lengths already scored.
+"""A checkpoint sampled as `genie-long demo` samples (one chain per length, 100 strided steps, noise 0.6, seed 0;
+or the steps and noise given), timed, and scored with the issue's measures (notebook 12): bonds within 3.8 ± 0.2 Å,
+residues in a CA–CA clash (< 3 Å, |i−j| > 2), Rg over 2.2·L^0.38, P-SEA helix and strand. A row per length goes to
+OUT/demo_scores.csv with the wall-clock seconds of `genie-long sample`; running it again skips the lengths already
+scored.
 
-    python scripts/demo_scores.py genie_long/data/demo_long.pt runs/demo_tiny --name tiny --threads 1
+    python scripts/demo_scores.py genie_long/data/demo_long.pt runs/demo_shipped --name shipped --threads 1
 """
 import sys
 import time
@@ -17,7 +18,7 @@ from genie_long.evaluation import clash_stats, rg_stats, sse_fractions
 sys.path.insert(0, str(Path(__file__).parent))
 from quality_study import run, read_rows, append, bonds_within   # noqa: E402  (a sibling script)
 
-FIELDS = ['model', 'L', 'steps', 'seconds', 'bonds', 'clash_residues', 'rg_ratio', 'helix', 'strand']
+FIELDS = ['model', 'L', 'steps', 'noise', 'seconds', 'bonds', 'clash_residues', 'rg_ratio', 'helix', 'strand']
 
 
 def goal_scores(npy: Path) -> dict:
@@ -33,7 +34,8 @@ def main(ckpt: Param("checkpoint to sample", str),
          out: Param("folder for the samples and demo_scores.csv", str),
          name: Param("the model's name in the table", str) = None,
          lengths: Param("chain lengths, longest first as the demo draws them", int, nargs='+') = (2048, 1024, 256),
-         steps: Param("sampling steps", int) = 250,
+         steps: Param("sampling steps", int) = 100,
+         noise: Param("noise scale", float) = 0.6,
          threads: Param("CPU threads", int) = 1):
     "Sample and score one chain per length; append a row per length to demo_scores.csv."
     out = Path(out)
@@ -43,9 +45,9 @@ def main(ckpt: Param("checkpoint to sample", str),
     for L in lengths:
         if L in done: continue
         folder, t0 = out / f"L{L}", time.time()
-        run(['sample', ckpt, '--lengths', L, '--count', 1, '--steps', steps, '--noise_scale', 0.6, '--seed', 0,
+        run(['sample', ckpt, '--lengths', L, '--count', 1, '--steps', steps, '--noise_scale', noise, '--seed', 0,
              '--out', folder, '--overwrite', '--threads', threads, '--device', 'cpu'], out / 'demo_scores.log')
-        row = dict(model=name or Path(ckpt).stem, L=L, steps=steps, seconds=round(time.time() - t0),
+        row = dict(model=name or Path(ckpt).stem, L=L, steps=steps, noise=noise, seconds=round(time.time() - t0),
                    **{k: round(v, 4) for k, v in goal_scores(folder / f"L{L:04d}_00.npy").items()})
         append(table, FIELDS, [row])
         print(', '.join(f"{k} {v}" for k, v in row.items()), flush=True)
