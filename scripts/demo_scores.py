@@ -2,7 +2,7 @@
 or the steps and noise given), timed, and scored with the issue's measures (notebook 12): bonds within 3.8 ± 0.2 Å,
 residues in a CA–CA clash (< 3 Å, |i−j| > 2), Rg over 2.2·L^0.38, P-SEA helix and strand. A row per length goes to
 OUT/demo_scores.csv with the wall-clock seconds of `genie-long sample`; running it again skips the lengths already
-scored.
+scored at the same steps and noise.
 
     python scripts/demo_scores.py genie_long/data/demo_long.pt runs/demo_shipped --name shipped --threads 1
 """
@@ -41,10 +41,11 @@ def main(ckpt: Param("checkpoint to sample", str),
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     table = out / 'demo_scores.csv'
-    done = {int(r['L']) for r in read_rows(table)}
+    # a row is done for its length and settings (tables written before --noise held 0.6)
+    done = {(int(r['L']), int(r['steps']), float(r.get('noise', 0.6))) for r in read_rows(table)}
     for L in lengths:
-        if L in done: continue
-        folder, t0 = out / f"L{L}", time.time()
+        if (L, steps, noise) in done: continue
+        folder, t0 = out / f"L{L}_s{steps}_n{noise:g}", time.time()
         run(['sample', ckpt, '--lengths', L, '--count', 1, '--steps', steps, '--noise_scale', noise, '--seed', 0,
              '--out', folder, '--overwrite', '--threads', threads, '--device', 'cpu'], out / 'demo_scores.log')
         row = dict(model=name or Path(ckpt).stem, L=L, steps=steps, noise=noise, seconds=round(time.time() - t0),
