@@ -275,11 +275,13 @@ def ideal_helix(n: int, radius: float = 2.3, rise: float = 1.5, turn: float = 10
 def atomic_write(path, mode: str = 'wb', **kw):
     """Open a temporary file beside `path` for writing (`mode` and `kw` as for `open`); on success it replaces `path` in
     one step (`os.replace`), on any failure it is removed and `path` is untouched: a full disk never destroys the
-    previous file, and two writers never share a temporary name."""
+    previous file, and two writers never share a temporary name. The file gets the permissions `open` would give."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix='.tmp')
+    umask = os.umask(0); os.umask(umask)   # mkstemp's file is private (0600): others could not read a shared run
     try:
+        os.chmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, mode, **kw) as f:
             yield f
             f.flush()
