@@ -6,6 +6,7 @@ scored at the same steps and noise.
 
     python scripts/demo_scores.py genie_long/data/demo_long.pt runs/demo_shipped --name shipped --threads 1
 """
+import csv
 import sys
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ import numpy as np
 from fastcore.script import call_parse, Param
 
 from genie_long.evaluation import clash_stats, rg_stats, sse_fractions
+from genie_long.protein import atomic_write
 
 sys.path.insert(0, str(Path(__file__).parent))
 from quality_study import run, read_rows, append, bonds_within   # noqa: E402  (a sibling script)
@@ -41,8 +43,12 @@ def main(ckpt: Param("checkpoint to sample", str),
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     table = out / 'demo_scores.csv'
-    # a row is done for its length and settings (tables written before --noise held 0.6)
-    done = {(int(r['L']), int(r['steps']), float(r.get('noise', 0.6))) for r in read_rows(table)}
+    rows = read_rows(table)
+    if rows and 'noise' not in rows[0]:   # a table from before --noise: its rows were sampled at 0.6
+        rows = [{**r, 'noise': 0.6} for r in rows]
+        with atomic_write(table, 'w', newline='') as fh:
+            w = csv.DictWriter(fh, FIELDS); w.writeheader(); w.writerows(rows)
+    done = {(int(r['L']), int(r['steps']), float(r['noise'])) for r in rows}   # a row is done for its settings
     for L in lengths:
         if (L, steps, noise) in done: continue
         folder, t0 = out / f"L{L}_s{steps}_n{noise:g}", time.time()

@@ -122,8 +122,10 @@ def read_rows(table: Path) -> list[dict]:
 
 
 def append(table: Path, fields: list, rows: list):
-    "Append `rows` to the CSV `table`, with a header if it is new."
+    "Append `rows` to the CSV `table`, with a header if it is new; a table with other columns is an error, not a mix."
     new = not table.exists()
+    if not new and (head := next(csv.reader(open(table)), [])) != list(fields):
+        raise SystemExit(f"{table}: its columns {head} are not {list(fields)}; move it aside or write elsewhere")
     with open(table, 'a', newline='') as fh:
         w = csv.DictWriter(fh, fields)
         if new: w.writeheader()
